@@ -260,3 +260,30 @@ async def _migrate(db: aiosqlite.Connection, version: int) -> None:
         except BaseException:
             await db.execute("ROLLBACK")
             raise
+
+
+def inspect(path: Path) -> tuple[StoreStats, bytes | None]:
+    """Read-only look at a database for `keysrv check` (synchronous: the CLI has no
+    event loop). Returns its statistics and the KEK check value. Changes nothing."""
+    if not path.exists():
+        raise StoreError(f"no database at {path} (run `keysrv init`)")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version == 0:
+                raise StoreError(f"{path} is not a keysrv database (run `keysrv init`)")
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{path} has schema version {version}; this keysrv knows up to {SCHEMA_VERSION}"
+                )
+            convs, keys, current = db.execute(
+                "SELECT COUNT(DISTINCT conversation), COUNT(*), "
+                "COUNT(*) FILTER (WHERE retired_ms IS NULL) FROM keys"
+            ).fetchone()
+            row = db.execute("SELECT value FROM meta WHERE name = 'kek_check'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from None
+    return StoreStats(version, convs, keys, current), (bytes(row[0]) if row else None)

@@ -1,0 +1,330 @@
+"""Smoke tests of the test harness itself: a real Prosody, real clients, real outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from harness.fixtures import ClientFactory, make_prosody
+from harness.prosody import SNIPPET_PATH, Prosody, ProsodyError
+from harness.xmpp_client import TestClient, error_of
+
+pytestmark = pytest.mark.integration
+
+ROSTER_NS = "jabber:iq:roster"
+MUC_ADMIN_NS = "http://jabber.org/protocol/muc#admin"
+DISCO_INFO = "<query xmlns='http://jabber.org/protocol/disco#info'/>"
+PRIVILEGE_NS = ("urn:xmpp:privilege:2", "urn:xmpp:privilege:1")
+
+
+def roster_of(reply: ET.Element) -> dict[str, tuple[str | None, str | None]]:
+    """jid -> (subscription, ask) of a jabber:iq:roster result."""
+    assert reply.get("type") == "result", ET.tostring(reply, encoding="unicode")
+    return {
+        item.get("jid", ""): (item.get("subscription"), item.get("ask"))
+        for item in reply.iter(f"{{{ROSTER_NS}}}item")
+    }
+
+
+async def get_roster(client: TestClient) -> dict[str, tuple[str | None, str | None]]:
+    return roster_of(await client.request("", "get", f"<query xmlns='{ROSTER_NS}'/>"))
+
+
+def admin_get(affiliation: str) -> str:
+    return f"<query xmlns='{MUC_ADMIN_NS}'><item affiliation='{affiliation}'/></query>"
+
+
+def affiliated(reply: ET.Element) -> set[str]:
+    assert reply.get("type") == "result", ET.tostring(reply, encoding="unicode")
+    return {item.get("jid", "") for item in reply.iter(f"{{{MUC_ADMIN_NS}}}item")}
+
+
+class RawComponent:
+    """Bare-bones XEP-0114 connection (no slixmpp), to check what the snippet grants."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.parser = ET.XMLPullParser(events=("start", "end"))
+        self.depth = 0
+        self.stream_id = ""
+        self.pending: list[ET.Element] = []
+
+    @classmethod
+    async def connect(cls, port: int, name: str, secret: str) -> RawComponent:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        self = cls(reader, writer)
+        writer.write(
+            f"<stream:stream xmlns='jabber:component:accept' "
+            f"xmlns:stream='http://etherx.jabber.org/streams' to='{name}'>".encode()
+        )
+        while not self.stream_id:
+            await self._feed()
+        digest = hashlib.sha1((self.stream_id + secret).encode()).hexdigest()
+        writer.write(f"<handshake>{digest}</handshake>".encode())
+        return self
+
+    async def _feed(self) -> None:
+        data = await self.reader.read(65536)
+        if not data:
+            raise ConnectionError("stream closed")
+        self.parser.feed(data)
+        for event, elem in self.parser.read_events():
+            if event == "start":
+                self.depth += 1
+                if self.depth == 1:
+                    self.stream_id = elem.get("id", "")
+            else:
+                self.depth -= 1
+                if self.depth == 1:
+                    self.pending.append(elem)
+
+    async def next(self, timeout: float = 5) -> ET.Element:
+        async def wait() -> ET.Element:
+            while not self.pending:
+                await self._feed()
+            return self.pending.pop(0)
+
+        return await asyncio.wait_for(wait(), timeout)
+
+    def send(self, xml: str) -> None:
+        self.writer.write(xml.encode())
+
+    async def close(self) -> None:
+        self.writer.write(b"</stream:stream>")
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+@pytest.fixture
+async def component(prosody: Prosody, prosody_secret: str) -> AsyncIterator[RawComponent]:
+    comp = await RawComponent.connect(prosody.component_port, prosody.component, prosody_secret)
+    yield comp
+    await comp.close()
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_config_contains_admin_snippet_verbatim(prosody: Prosody, prosody_secret: str) -> None:
+    snippet = SNIPPET_PATH.read_text(encoding="utf-8")
+    expected = snippet.replace('"CHANGE-ME-component-secret"', f'"{prosody_secret}"')
+    config = prosody.config_path.read_text(encoding="utf-8")
+    assert expected in config
+    assert '"CHANGE-ME' not in config
+
+
+# ---------------------------------------------------------------- clients
+
+
+async def test_client_connects(client_factory: ClientFactory, users: dict[str, str]) -> None:
+    romeo = await client_factory("romeo")
+    assert romeo.full_jid.startswith(users["romeo"] + "/")
+    reply = await romeo.request(users["romeo"], "get", DISCO_INFO)
+    assert reply.get("type") == "result"
+
+
+async def test_wrong_password_is_refused(prosody: Prosody) -> None:
+    client = TestClient("romeo@example.com", "wrong", "127.0.0.1", prosody.c2s_port)
+    with pytest.raises(Exception, match="authentication failed"):
+        await client.connect(timeout=5)
+
+
+# ---------------------------------------------------------------- rosters
+
+
+async def test_set_roster_for_offline_user(
+    prosody: Prosody, client_factory: ClientFactory, users: dict[str, str]
+) -> None:
+    contact = "offline-contact@example.net"
+    prosody.set_roster(users["juliet"], contact, "both")
+    juliet = await client_factory("juliet")
+    assert (await get_roster(juliet))[contact] == ("both", None)
+    await juliet.disconnect()
+    prosody.set_roster(users["juliet"], contact, None)
+    juliet = await client_factory("juliet")
+    assert contact not in await get_roster(juliet)
+
+
+async def test_set_roster_for_online_user(
+    prosody: Prosody, client_factory: ClientFactory, users: dict[str, str]
+) -> None:
+    romeo = await client_factory("romeo")
+    contact = users["mallory"]
+    assert contact not in await get_roster(romeo)  # roster now loaded in romeo's session
+
+    prosody.set_roster(users["romeo"], contact, "to")
+    assert (await get_roster(romeo))[contact] == ("to", None)
+
+    prosody.set_roster(users["romeo"], contact, "none", ask="subscribe")
+    assert (await get_roster(romeo))[contact] == ("none", "subscribe")
+
+    prosody.set_rosters(
+        [(users["romeo"], contact, "both", None), (users["romeo"], "x@example.net", "from", None)]
+    )
+    roster = await get_roster(romeo)
+    assert roster[contact] == ("both", None)
+    assert roster["x@example.net"] == ("from", None)
+
+    prosody.set_rosters(
+        [(users["romeo"], contact, None, None), (users["romeo"], "x@example.net", None, None)]
+    )
+    roster = await get_roster(romeo)
+    assert contact not in roster and "x@example.net" not in roster
+
+
+async def test_set_roster_seen_by_privileged_component(
+    prosody: Prosody, client_factory: ClientFactory, component: RawComponent, users: dict[str, str]
+) -> None:
+    """The admin snippet grants roster get; changes are visible to the component at once."""
+    first = await component.next()
+    assert first.tag == "{jabber:component:accept}handshake", ET.tostring(first)
+    advert = await component.next()
+    perms = [
+        (p.get("access"), p.get("type"))
+        for ns in PRIVILEGE_NS
+        for p in advert.iter(f"{{{ns}}}perm")
+    ]
+    assert ("roster", "get") in perms, ET.tostring(advert, encoding="unicode")
+
+    await client_factory("romeo")  # online: the roster lives in the session
+    prosody.set_roster(users["romeo"], users["juliet"], "both")
+    try:
+        for expected in ("both", None):
+            component.send(
+                f"<iq type='get' id='r1' from='{prosody.component}' to='{users['romeo']}'>"
+                f"<query xmlns='{ROSTER_NS}'/></iq>"
+            )
+            reply = await component.next()
+            roster = {
+                i.get("jid"): i.get("subscription") for i in reply.iter(f"{{{ROSTER_NS}}}item")
+            }
+            assert roster.get(users["juliet"]) == expected, ET.tostring(reply)
+            prosody.set_roster(users["romeo"], users["juliet"], None)
+    finally:
+        prosody.set_roster(users["romeo"], users["juliet"], None)
+
+
+def test_set_roster_rejects_unknown_user(prosody: Prosody) -> None:
+    with pytest.raises(ProsodyError, match="no such user"):
+        prosody.set_roster("nobody@example.com", "romeo@example.com", "both")
+
+
+def test_shell_reports_lua_errors(prosody: Prosody) -> None:
+    with pytest.raises(ProsodyError, match="boom"):
+        prosody.shell("error('boom')")
+    with pytest.raises(ProsodyError, match="bad"):
+        prosody.shell("return nil, 'bad'")
+    assert "Result: 3" in prosody.shell("return 1 + 2")
+
+
+# ---------------------------------------------------------------- rooms
+
+
+async def test_room_affiliations_visible_to_owner(
+    prosody: Prosody, client_factory: ClientFactory, users: dict[str, str]
+) -> None:
+    room = f"smoke-aff@{prosody.muc}"
+    prosody.create_room(
+        "smoke-aff",
+        users["romeo"],
+        {users["juliet"]: "member", users["mallory"]: "outcast", "admin@example.net": "admin"},
+    )
+    romeo = await client_factory("romeo")
+    assert affiliated(await romeo.request(room, "get", admin_get("owner"))) == {users["romeo"]}
+    assert affiliated(await romeo.request(room, "get", admin_get("admin"))) == {"admin@example.net"}
+    assert affiliated(await romeo.request(room, "get", admin_get("member"))) == {users["juliet"]}
+    assert affiliated(await romeo.request(room, "get", admin_get("outcast"))) == {users["mallory"]}
+
+    prosody.set_affiliation(room, users["juliet"], "none")
+    prosody.set_affiliation("smoke-aff", users["mallory"], "member")
+    assert affiliated(await romeo.request(room, "get", admin_get("member"))) == {users["mallory"]}
+    assert affiliated(await romeo.request(room, "get", admin_get("outcast"))) == set()
+
+    # Not affiliated: forbidden.
+    juliet = await client_factory("juliet")
+    reply = await juliet.request(room, "get", admin_get("member"))
+    assert error_of(reply)[:2] == ("auth", "forbidden")
+
+    with pytest.raises(ProsodyError, match="room exists"):
+        prosody.create_room("smoke-aff", users["romeo"])
+
+
+async def test_component_reads_room_affiliations(
+    prosody: Prosody, component: RawComponent, users: dict[str, str]
+) -> None:
+    """admins = { "keys.example.com" } in the snippet: the component can list members."""
+    await component.next()  # handshake
+    await component.next()  # privilege advertisement
+    prosody.create_room("smoke-comp", users["romeo"], {users["juliet"]: "member"})
+    component.send(
+        f"<iq type='get' id='m1' from='{prosody.component}' to='smoke-comp@{prosody.muc}'>"
+        f"{admin_get('member')}</iq>"
+    )
+    reply = await component.next()
+    assert affiliated(reply) == {users["juliet"]}
+
+
+async def test_room_lookup_errors(
+    prosody: Prosody, client_factory: ClientFactory, users: dict[str, str]
+) -> None:
+    romeo = await client_factory("romeo")
+    reply = await romeo.request(f"no-such-room@{prosody.muc}", "get", admin_get("member"))
+    assert error_of(reply)[:2] == ("cancel", "item-not-found")
+
+    prosody.create_room("smoke-gone", users["romeo"])
+    prosody.destroy_room("smoke-gone")
+    reply = await romeo.request(f"smoke-gone@{prosody.muc}", "get", admin_get("member"))
+    assert error_of(reply)[:2] == ("cancel", "gone")
+
+    prosody.create_room("smoke-gone", users["romeo"])  # clears the tombstone
+    prosody.destroy_room("smoke-gone", tombstone=False)
+    reply = await romeo.request(f"smoke-gone@{prosody.muc}", "get", admin_get("member"))
+    assert error_of(reply)[:2] == ("cancel", "item-not-found")
+
+
+async def test_room_and_roster_survive_restart(tmp_path: Path) -> None:
+    server = make_prosody(tmp_path / "prosody")
+    try:
+        server.create_room("durable", "romeo@example.com", {"juliet@example.com": "member"})
+        server.set_roster("romeo@example.com", "juliet@example.com", "both")
+        server.restart()
+        romeo = TestClient("romeo@example.com", "romeo-pw", "127.0.0.1", server.c2s_port)
+        await romeo.connect()
+        try:
+            room = f"durable@{server.muc}"
+            reply = await romeo.request(room, "get", admin_get("member"))
+            assert affiliated(reply) == {"juliet@example.com"}
+            assert (await get_roster(romeo))["juliet@example.com"] == ("both", None)
+        finally:
+            await romeo.disconnect()
+    finally:
+        server.cleanup()
+    assert not server.running
+
+
+# ---------------------------------------------------------------- components
+
+
+async def test_iq_to_unconnected_component(prosody: Prosody, client_factory: ClientFactory) -> None:
+    target = prosody.down_component
+    mallory = await client_factory("mallory")
+    started = time.monotonic()
+    reply = await mallory.request(target, "get", DISCO_INFO, timeout=5)
+    elapsed = time.monotonic() - started
+    assert reply.get("from") == target
+    assert error_of(reply)[:2] == ("wait", "remote-server-timeout"), ET.tostring(reply)
+    assert elapsed < 1  # immediate, not a timeout
+
+
+async def test_wrong_component_secret_is_refused(prosody: Prosody) -> None:
+    comp = await RawComponent.connect(prosody.component_port, prosody.component, "wrong")
+    reply = await comp.next()
+    assert reply.tag == "{http://etherx.jabber.org/streams}error", ET.tostring(reply)
+    assert reply.find("{urn:ietf:params:xml:ns:xmpp-streams}not-authorized") is not None
+    comp.writer.close()
