@@ -103,7 +103,7 @@ class XmppDirectory:
             text = exc.iq["error"]["text"]
             if condition in _UNREACHABLE:
                 raise LookupTimeout(f"{to} is unreachable ({condition})") from None
-            if condition == "item-not-found" and ns == MUC_ADMIN_NS:
+            if condition in ("item-not-found", "gone") and ns == MUC_ADMIN_NS:
                 raise RoomNotFound(to) from None
             detail = f"{to} answered {condition}" + (f": {text}" if text else "")
             raise LookupFailed(detail) from None

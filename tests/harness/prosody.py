@@ -12,6 +12,7 @@ for online users too.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -139,10 +140,13 @@ class Prosody:
     muc = "conference.example.com"
     #: An external component that is configured but never connected.
     down_component = "down.example.com"
+    other_domain = "other.example"  # a user domain keysrv does not serve (stands in for s2s)
     #: XEP-0363 upload service (mod_http_file_share), plain HTTP on loopback.
     upload = "upload.example.com"
 
     def __init__(self, workdir: Path, secret: str, *, log_level: str = "info") -> None:
+        if log_level not in ("info", "debug"):
+            raise ValueError("log_level must be 'info' or 'debug' (start() reads info lines)")
         self.workdir = Path(workdir).resolve()
         self.secret = secret
         self.log_level = log_level
@@ -160,6 +164,8 @@ class Prosody:
             socket_path = self._socket_tmpdir / "prosody.sock"
         self.admin_socket = socket_path
         self._proc: subprocess.Popen[bytes] | None = None
+        self._started = False
+        atexit.register(self.stop)  # never leave a server behind
 
     # ------------------------------------------------------------------ config
 
@@ -186,7 +192,6 @@ log = {{ {self.log_level} = {q(str(self.log_path))} }}
 interfaces = {{ "127.0.0.1" }}
 c2s_ports = {{ {self.c2s_port} }}
 c2s_direct_tls_ports = {{ }}
-legacy_ssl_ports = {{ }}
 component_ports = {{ {self.component_port} }}
 component_interfaces = {{ "127.0.0.1" }}
 http_ports = {{ {self.http_port} }}
@@ -211,12 +216,17 @@ default_archive_policy = true
 """
         tail = f"""
 -- ===== harness-only hosts =====
+-- A user domain keysrv does not serve: its users stand in for users of other servers.
+VirtualHost {q(self.other_domain)}
+
 -- Configured but never connected: stanzas to it get an error reply.
 Component {q(self.down_component)}
 \tcomponent_secret = {q(self.secret + "-down")}
 
 Component {q(self.upload)} "http_file_share"
 \thttp_external_url = {q(self.upload_url)}
+\t-- HTTP requests are routed by Host header; clients send "127.0.0.1".
+\thttp_host = "127.0.0.1"
 """
         return head + snippet + tail
 
@@ -231,10 +241,25 @@ Component {q(self.upload)} "http_file_share"
         return self._proc.pid if self._proc is not None else None
 
     def start(self, timeout: float = 10.0) -> None:
+        """Start Prosody and wait until its c2s and component ports accept connections.
+
+        If a port picked at init was taken meanwhile, the first start picks new ports
+        (up to 3 tries); later starts keep the ports clients already know.
+        """
         if self.running:
             raise ProsodyError("Prosody is already running")
         for directory in (self.workdir, self.data_dir, self.cert_dir):
             directory.mkdir(parents=True, exist_ok=True)
+        for attempt in range(3):
+            if self._start_once(timeout):
+                self._started = True
+                return
+            if self._started or attempt == 2:
+                raise ProsodyError(f"Prosody could not bind its ports\n{self._tails()}")
+            self.c2s_port, self.component_port, self.http_port = free_ports(3)
+
+    def _start_once(self, timeout: float) -> bool:
+        """One start; False if a port could not be bound (server stopped again)."""
         self.config_path.write_text(self.config_text(), encoding="utf-8")
         log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.stdout_path, "ab") as out:
@@ -247,18 +272,24 @@ Component {q(self.upload)} "http_file_share"
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout
-        ports = (self.c2s_port, self.component_port)
+        ports = {"component": self.component_port, "http": self.http_port, "c2s": self.c2s_port}
+        # Ready = each service logged that it listens on its port (c2s comes last), and
+        # the ports accept connections. Probing ports alone is fooled by another
+        # listener on a port Prosody failed to bind.
+        ready_lines = [f"Activated service '{n}' on [127.0.0.1]:{p}" for n, p in ports.items()]
         while True:
             if self._proc.poll() is not None:
                 code = self._proc.returncode
                 self._proc = None
                 raise ProsodyError(f"Prosody exited with code {code} during start\n{self._tails()}")
-            new_log = self._read_log(log_offset)
-            if "Failed to open server port" in new_log:
+            log = self._read_log(log_offset)
+            if "Failed to open server port" in log:
                 self.stop()
-                raise ProsodyError(f"Prosody could not bind a port\n{self._tails()}")
-            if all(_port_open(p) for p in ports):
-                return
+                return False
+            if all(line in log for line in ready_lines) and all(
+                _port_open(p) for p in ports.values()
+            ):
+                return True
             if time.monotonic() > deadline:
                 self.stop()
                 raise ProsodyError(
@@ -334,9 +365,9 @@ Component {q(self.upload)} "http_file_share"
     def register(self, user: str, password: str) -> None:
         """Create (or reset the password of) a user: localpart or bare JID on ``domain``."""
         local, _, host = user.partition("@")
-        if host and host != self.domain:
-            raise ValueError(f"{user}: users live on {self.domain}")
-        self.prosodyctl("register", local, self.domain, password)
+        if host and host not in (self.domain, self.other_domain):
+            raise ValueError(f"{user}: users live on {self.domain} or {self.other_domain}")
+        self.prosodyctl("register", local, host or self.domain, password)
 
     # ---------------------------------------------------------------- rosters
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.fixtures import ClientFactory, make_prosody
+from harness.keysrv_fixtures import KeysrvManager
 from harness.prosody import SNIPPET_PATH, Prosody, ProsodyError
 from harness.xmpp_client import TestClient, error_of
 
@@ -102,7 +104,13 @@ class RawComponent:
 
 
 @pytest.fixture
-async def component(prosody: Prosody, prosody_secret: str) -> AsyncIterator[RawComponent]:
+async def component(
+    prosody: Prosody, prosody_secret: str, keysrv_manager: KeysrvManager
+) -> AsyncIterator[RawComponent]:
+    # Prosody allows one connection per component: take keysrv's place for this test
+    # (the manager starts keysrv again when the next test needs it).
+    if keysrv_manager.instance.running:
+        assert keysrv_manager.instance.stop() == 0
     comp = await RawComponent.connect(prosody.component_port, prosody.component, prosody_secret)
     yield comp
     await comp.close()
@@ -192,22 +200,58 @@ async def test_set_roster_seen_by_privileged_component(
     ]
     assert ("roster", "get") in perms, ET.tostring(advert, encoding="unicode")
 
-    await client_factory("romeo")  # online: the roster lives in the session
-    prosody.set_roster(users["romeo"], users["juliet"], "both")
+    async def component_roster(owner: str) -> dict[str | None, str | None]:
+        component.send(
+            f"<iq type='get' id='r-{owner}' from='{prosody.component}' to='{owner}'>"
+            f"<query xmlns='{ROSTER_NS}'/></iq>"
+        )
+        reply = await component.next()
+        assert reply.get("type") == "result", ET.tostring(reply, encoding="unicode")
+        return {i.get("jid"): i.get("subscription") for i in reply.iter(f"{{{ROSTER_NS}}}item")}
+
+    romeo, mallory = users["romeo"], users["mallory"]
+    await client_factory("romeo")  # online: his roster lives in his session
+    contact = "privileged-check@example.net"
     try:
-        for expected in ("both", None):
-            component.send(
-                f"<iq type='get' id='r1' from='{prosody.component}' to='{users['romeo']}'>"
-                f"<query xmlns='{ROSTER_NS}'/></iq>"
-            )
-            reply = await component.next()
-            roster = {
-                i.get("jid"): i.get("subscription") for i in reply.iter(f"{{{ROSTER_NS}}}item")
-            }
-            assert roster.get(users["juliet"]) == expected, ET.tostring(reply)
-            prosody.set_roster(users["romeo"], users["juliet"], None)
+        # romeo online, mallory offline (her roster ends up in Prosody's roster cache).
+        for owner in (romeo, mallory):
+            assert contact not in await component_roster(owner)
+            prosody.set_roster(owner, contact, "both")
+            assert (await component_roster(owner))[contact] == "both"
+            prosody.set_roster(owner, contact, "from")
+            assert (await component_roster(owner))[contact] == "from"
+            prosody.set_roster(owner, contact, None)
+            assert contact not in await component_roster(owner)
+        # A user that does not exist has an empty roster, not an error.
+        assert await component_roster("nobody@example.com") == {}
     finally:
-        prosody.set_roster(users["romeo"], users["juliet"], None)
+        prosody.set_rosters([(romeo, contact, None, None), (mallory, contact, None, None)])
+
+
+async def test_upload_service(prosody: Prosody, client_factory: ClientFactory) -> None:
+    romeo = await client_factory("romeo")
+    ns = "urn:xmpp:http:upload:0"
+    reply = await romeo.request(
+        prosody.upload,
+        "get",
+        f"<request xmlns='{ns}' filename='a.bin' size='5' content-type='text/plain'/>",
+    )
+    put = reply.find(f".//{{{ns}}}put")
+    get = reply.find(f".//{{{ns}}}get")
+    assert put is not None and get is not None, ET.tostring(reply, encoding="unicode")
+    headers = {h.get("name", ""): h.text or "" for h in put.iter(f"{{{ns}}}header")}
+
+    def transfer() -> tuple[int, bytes]:
+        request = urllib.request.Request(
+            put.get("url", ""), data=b"hello", method="PUT", headers=headers
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            status = response.status
+        with urllib.request.urlopen(get.get("url", ""), timeout=5) as response:
+            return status, response.read()
+
+    assert get.get("url", "").startswith(prosody.upload_url)
+    assert await asyncio.to_thread(transfer) == (201, b"hello")
 
 
 def test_set_roster_rejects_unknown_user(prosody: Prosody) -> None:
@@ -318,7 +362,13 @@ async def test_iq_to_unconnected_component(prosody: Prosody, client_factory: Cli
     reply = await mallory.request(target, "get", DISCO_INFO, timeout=5)
     elapsed = time.monotonic() - started
     assert reply.get("from") == target
-    assert error_of(reply)[:2] == ("wait", "remote-server-timeout"), ET.tostring(reply)
+    # Prosody's own app condition: {xmpp:prosody.im/protocol/component}not-connected
+    assert error_of(reply) == (
+        "wait",
+        "remote-server-timeout",
+        "not-connected",
+        "Component unavailable",
+    ), ET.tostring(reply)
     assert elapsed < 1  # immediate, not a timeout
 
 
