@@ -1,0 +1,80 @@
+"""Rooms on a real Prosody MUC: affiliations decide, outcasts and former members lose
+access, a removal rotates the key at the next create."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from kit import Key, assert_error, create, create_key, list_keys, release_keys
+
+pytestmark = pytest.mark.integration
+_rooms = itertools.count(1)
+
+
+@pytest.fixture
+def people(new_user):
+    return {name: new_user(name) for name in ("owner", "admin", "member", "outsider", "banned")}
+
+
+@pytest.fixture
+def room(prosody, people):
+    name = f"room-{next(_rooms)}"
+    prosody.create_room(name, people["owner"], {
+        people["admin"]: "admin", people["member"]: "member", people["banned"]: "outcast"})
+    return f"{name}@{prosody.muc}"
+
+
+async def test_members_share_one_key_others_are_refused(keysrv, people, room, client_factory):
+    keys = [await create_key(await client_factory(people[who]), room=room)
+            for who in ("owner", "admin", "member")]
+    assert len({k.id for k in keys}) == 1 and len({k.material for k in keys}) == 1
+    assert keys[0].attrs["room"] == room and "with" not in keys[0].attrs
+    for who in ("outsider", "banned"):
+        client = await client_factory(people[who])
+        text = assert_error(await create(client, room=room), "auth", "forbidden", "not-a-member")
+        assert room in text
+        items = await release_keys(client, keys[0].id)
+        assert items[0].attrib == {"id": keys[0].id, "error": "forbidden"}
+        assert_error(await list_keys(client, room=room), "auth", "forbidden", "not-a-member")
+
+
+async def test_removed_member_loses_access_and_next_create_rotates(
+    keysrv, prosody, people, room, client_factory
+):
+    owner = await client_factory(people["owner"])
+    member = await client_factory(people["member"])
+    first = await create_key(member, room=room)
+    # someone joining the member list does not rotate
+    prosody.set_affiliation(room, people["outsider"], "member")
+    assert (await create_key(owner, room=room)).id == first.id
+    prosody.set_affiliation(room, people["member"], "none")
+    items = await release_keys(member, first.id)
+    assert items[0].attrib == {"id": first.id, "error": "forbidden"}
+    second = await create_key(owner, room=room)
+    assert second.id != first.id, "a member left: the next create rotates"
+    assert (await create_key(await client_factory(people["admin"]), room=room)).id == second.id
+    assert_error(await create(member, room=room), "auth", "forbidden", "not-a-member")
+    old = Key.of((await release_keys(owner, first.id))[0])
+    assert old.material == first.material and "retired" in old.attrs
+
+
+async def test_banning_a_member_rotates(keysrv, prosody, people, room, client_factory):
+    owner = await client_factory(people["owner"])
+    first = await create_key(owner, room=room)
+    prosody.set_affiliation(room, people["admin"], "outcast")
+    assert (await create_key(owner, room=room)).id != first.id
+
+
+async def test_room_that_does_not_exist(keysrv, people, prosody, client_factory):
+    client = await client_factory(people["owner"])
+    reply = await create(client, room=f"no-such-room@{prosody.muc}")
+    assert "does not exist" in assert_error(reply, "cancel", "item-not-found")
+
+
+async def test_destroyed_room_keys_are_refused(keysrv, prosody, people, room, client_factory):
+    owner = await client_factory(people["owner"])
+    key = await create_key(owner, room=room)
+    prosody.destroy_room(room)
+    assert (await release_keys(owner, key.id))[0].get("error") == "forbidden"
+    assert_error(await create(owner, room=room), "cancel", "item-not-found")
