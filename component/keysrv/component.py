@@ -69,6 +69,7 @@ class KeyComponent(ComponentXMPP):
         self._stopping = False
         self._reconnect: asyncio.TimerHandle | None = None
         self._backoff = Backoff()
+        self._disco_published = False
         self.fatal: asyncio.Future[str] = asyncio.get_event_loop().create_future()
         self.on_ready: Callable[[], None] | None = None
 
@@ -168,14 +169,18 @@ class KeyComponent(ComponentXMPP):
     # --- disco -----------------------------------------------------------------------
 
     def _publish_disco(self) -> None:
-        disco = self["xep_0030"]
+        """Identity, feature and the §2 form; static, so published once per process."""
+        if self._disco_published:
+            return
+        self._disco_published = True
+        disco = self.plugin["xep_0030"]
         jid = self.boundjid
         disco.del_identity(jid=jid, category="component", itype="generic")
         disco.add_identity(
             category="component", itype="keys", name="Conversation key service", jid=jid
         )
         disco.add_feature(NS, jid=jid)
-        form = self["xep_0004"].make_form(ftype="result")
+        form = self.plugin["xep_0004"].make_form(ftype="result")
         form.add_field(var="FORM_TYPE", ftype="hidden", value=f"{NS}#info")
         p = self._config.policy
         for var, value in (
@@ -185,7 +190,8 @@ class KeyComponent(ComponentXMPP):
             ("rotation-max-age", str(int(p.rotation_max_age))),
         ):
             form.add_field(var=var, value=value)
-        self["xep_0128"].set_extended_info(jid=jid, data=form)
+        # add_, not set_: set_extended_info in slixmpp trips over its own delete step.
+        self.plugin["xep_0128"].add_extended_info(jid=jid, data=form)
 
     # --- requests --------------------------------------------------------------------
 
@@ -240,7 +246,8 @@ def _subject(request: Request) -> str:
     target = getattr(request, "target", None)
     if target is not None:
         return f"{target.kind.value} {target.jid}"
-    return f"{len(request.ids)} ids"  # type: ignore[union-attr]
+    n = len(request.ids)  # type: ignore[union-attr]
+    return f"{n} id" if n == 1 else f"{n} ids"
 
 
 def _outcome(answer: Answer) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
-from kit import NS, SERVICE, assert_error, ask, create
+from kit import NS, SERVICE, ask, assert_error, create
 
 pytestmark = pytest.mark.integration
 
