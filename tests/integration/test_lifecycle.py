@@ -24,7 +24,7 @@ async def pair_clients(prosody, new_user, client_factory):
 
 
 async def test_restart_and_crash_keep_every_key(keysrv_manager, pair_clients):
-    romeo, juliet, r = pair_clients
+    _romeo, juliet, r = pair_clients
     inst = keysrv_manager.ensure()
     first = await create_key(r, with_=juliet)
     assert inst.stop() == 0, "a clean stop exits 0"
@@ -54,7 +54,7 @@ async def test_prosody_restart_reconnects(keysrv_manager, prosody, pair_clients,
 
 
 async def test_second_instance_is_refused(keysrv_manager, pair_clients):
-    romeo, juliet, r = pair_clients
+    _romeo, juliet, r = pair_clients
     inst = keysrv_manager.ensure()
     started = time.monotonic()
     second = inst.spawn()
