@@ -35,12 +35,13 @@ need_venv() {
   local stamp="$VENV/.installed$extras"
   if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
     echo "==> installing keysrv into $VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT$extras"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT$extras" 2>&1 \
+      | { grep -v "^WARNING: Location .* is ignored" || true; } >&2
     touch "$stamp"
   fi
 }
 
 # The Prosody the tests and the demo start themselves (never the system service).
 need_prosody() {
-  need_debs prosody prosody-modules lua-dbi-sqlite3
+  need_debs prosody prosody-modules
 }
