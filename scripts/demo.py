@@ -20,10 +20,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey  # noqa: E402
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
+
 from harness.keysrv_proc import KeysrvProcess, base_config  # noqa: E402
 from harness.prosody import Prosody  # noqa: E402
 from harness.xmpp_client import TestClient, error_of  # noqa: E402
-
 from keysrv.crypto import WRAP_ALG, unwrap  # noqa: E402
 
 NS = "urn:xmpp:keysrv:0"
@@ -65,7 +65,7 @@ def key_of(reply) -> tuple[str, bytes] | None:
 
 def refusal(reply) -> str:
     if reply.get("type") == "error":
-        etype, condition, app, text = error_of(reply)
+        _etype, condition, app, text = error_of(reply)
         return f"{condition}" + (f"/{app}" if app else "") + f" ({text})"
     el = reply[0]
     if el.tag == f"{{{NS}}}release" and el[0].get("error"):

@@ -83,3 +83,9 @@ def test_secret_file_and_bad_yaml(tmp_path):
     assert "not valid YAML" in problems(tmp_path, "component: [")[0]
     assert "is a JID, not a domain" in "\n".join(
         problems(tmp_path, MINIMAL.replace("[example.com]", "[user@example.com]")))
+
+
+def test_admin_guide_quotes_the_prosody_snippet_verbatim():
+    root = Path(__file__).parents[2]
+    snippet = (root / "config" / "prosody" / "keysrv.cfg.lua").read_text()
+    assert f"```lua\n{snippet}```" in (root / "docs" / "admin.md").read_text()
