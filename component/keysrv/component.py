@@ -23,7 +23,7 @@ from .crypto import WRAP_ALG
 from .errors import ProtocolError
 from .jids import JidError, bare
 from .lookups import PRIVILEGE_NAMESPACES, Privileges, parse_privilege
-from .model import KeyView, Page, Request
+from .model import KeyView, Page, ReleaseRequest, Request
 from .service import Answer, KeyService
 from .wire import ALG, key_element, list_element, parse_request, release_element
 
@@ -70,7 +70,7 @@ class KeyComponent(ComponentXMPP):
         self._reconnect: asyncio.TimerHandle | None = None
         self._backoff = Backoff()
         self._disco_published = False
-        self.fatal: asyncio.Future[str] = asyncio.get_event_loop().create_future()
+        self.fatal: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.on_ready: Callable[[], None] | None = None
 
         for plugin in ("xep_0030", "xep_0004", "xep_0128", "xep_0199"):
@@ -243,11 +243,10 @@ def _render(answer: Answer) -> ET.Element:
 
 
 def _subject(request: Request) -> str:
-    target = getattr(request, "target", None)
-    if target is not None:
-        return f"{target.kind.value} {target.jid}"
-    n = len(request.ids)  # type: ignore[union-attr]
-    return f"{n} id" if n == 1 else f"{n} ids"
+    if isinstance(request, ReleaseRequest):
+        n = len(request.ids)
+        return f"{n} id" if n == 1 else f"{n} ids"
+    return f"{request.target.kind.value} {request.target.jid}"
 
 
 def _outcome(answer: Answer) -> str:

@@ -80,8 +80,8 @@ class KeysrvProcess:
 
     # --- run -------------------------------------------------------------------------
 
-    def spawn(self) -> subprocess.Popen[bytes]:
-        """Start `keysrv run` without waiting for anything."""
+    def spawn(self, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start `keysrv run` without waiting for anything (`env` adds variables)."""
         log = self.log_path.open("ab")
         self._log_offset = self.log_path.stat().st_size
         proc = subprocess.Popen(
@@ -89,13 +89,14 @@ class KeysrvProcess:
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
         )
         log.close()
         return proc
 
-    def start(self, timeout: float = 15) -> None:
+    def start(self, timeout: float = 15, env: dict[str, str] | None = None) -> None:
         assert self.proc is None or self.proc.poll() is not None, "already running"
-        self.proc = self.spawn()
+        self.proc = self.spawn(env)
         self.wait_for_log(READY, timeout)
         self.wait_for_log("privileges from", timeout)
 

@@ -138,3 +138,16 @@ async def test_disco_info(keysrv, new_user, client_factory):
     assert fields["wrap-algorithms"][1] == ["X25519-HKDF-SHA256-A256GCM"]
     assert fields["max-batch"][1] == ["100"]
     assert fields["rotation-max-age"][1] == ["604800"]
+
+
+async def test_internal_error_when_the_server_grants_no_roster_access(
+    keysrv_manager, prosody, new_user, client_factory
+):
+    # other.example is a VirtualHost without privileged_entities for keysrv: a
+    # misconfiguration keysrv must report plainly, after waiting briefly for a grant.
+    keysrv_manager.ensure(domains=[prosody.domain, prosody.other_domain])
+    romeo, eve = new_user("romeo"), new_user("eve", prosody.other_domain)
+    prosody.befriend(romeo, eve)
+    reply = await create(await client_factory(romeo), with_=eve)
+    text = assert_error(reply, "wait", "internal-server-error")
+    assert "roster access for other.example" in text

@@ -184,3 +184,19 @@ def test_config_from_environment(fresh, monkeypatch):
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert yaml.safe_load(fresh.config_path.read_text())["component"]["jid"] in done.stdout
+
+
+async def test_tells_systemd_when_ready_and_stopping(keysrv_manager, tmp_path):
+    import socket
+
+    inst = keysrv_manager.ensure()
+    assert inst.stop() == 0
+    address = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(address)
+        sock.settimeout(15)
+        inst.start(env={"NOTIFY_SOCKET": address})
+        ready = await asyncio.to_thread(sock.recv, 1024)
+        assert b"READY=1" in ready
+        assert inst.stop() == 0
+        assert b"STOPPING=1" in await asyncio.to_thread(sock.recv, 1024)

@@ -78,3 +78,27 @@ async def test_destroyed_room_keys_are_refused(keysrv, prosody, people, room, cl
     prosody.destroy_room(room)
     assert (await release_keys(owner, key.id))[0].get("error") == "forbidden"
     assert_error(await create(owner, room=room), "cancel", "item-not-found")
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+async def test_occupants_only_when_allowed(keysrv_manager, prosody, new_user, allowed):
+    from harness.fixtures import password_of
+    from harness.xmpp_client import TestClient
+
+    keysrv_manager.ensure(policy={"allow_occupants": allowed})
+    owner, guest = new_user("owner"), new_user("guest")
+    name = f"open-{next(_rooms)}"
+    prosody.create_room(name, owner, members_only=False)
+    room = f"{name}@{prosody.muc}"
+    client = TestClient(guest, password_of(guest), "127.0.0.1", prosody.c2s_port,
+                        plugins=["xep_0045"])
+    await client.connect()
+    try:
+        await client.xmpp.plugin["xep_0045"].join_muc_wait(room, "guest", timeout=10)
+        reply = await create(client, room=room)
+        if allowed:
+            assert Key.of(reply[0]).attrs["room"] == room
+        else:
+            assert_error(reply, "auth", "forbidden", "not-a-member")
+    finally:
+        await client.disconnect()
