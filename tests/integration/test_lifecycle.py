@@ -200,3 +200,18 @@ async def test_tells_systemd_when_ready_and_stopping(keysrv_manager, tmp_path):
         assert b"READY=1" in ready
         assert inst.stop() == 0
         assert b"STOPPING=1" in await asyncio.to_thread(sock.recv, 1024)
+
+
+async def test_sigterm_while_the_server_is_unreachable(prosody, tmp_path):
+    from harness.prosody import free_ports
+
+    config = base_config(prosody, tmp_path, "secret")
+    config["component"]["port"] = free_ports(1)[0]  # nothing listens there
+    inst = KeysrvProcess(tmp_path, config)
+    inst.init()
+    inst.proc = inst.spawn()
+    inst.wait_for_log("reconnecting in", timeout=10)
+    inst.wait_for_log("reconnecting in", timeout=10, after=inst.mark())  # still retrying
+    assert inst.running
+    assert inst.stop() == 0
+    assert "stopped" in inst.log()
