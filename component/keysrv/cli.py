@@ -117,6 +117,9 @@ def cmd_run(path: Path) -> int:
     if config is None:
         return 1
     logs.setup(config.log_level)
+    if not config.storage.database.exists():
+        _say(f"cannot start: no database at {config.storage.database} (run `keysrv init`)")
+        return 1
     lock = InstanceLock(config.storage.database)
     try:
         lock.acquire()

@@ -24,22 +24,6 @@ class StartError(Exception):
     """keysrv cannot start; the message is one line for the admin."""
 
 
-def settings_of(config: Config) -> Settings:
-    p, lim = config.policy, config.limits
-    return Settings(
-        domains=frozenset(config.domains),
-        muc_services=frozenset(config.muc_services),
-        roster_rule=p.roster,
-        allow_occupants=p.allow_occupants,
-        allow_remote=p.allow_remote,
-        rotation_max_age=p.rotation_max_age,
-        max_batch=p.max_batch,
-        require_wrap=p.require_wrap,
-        rate=lim.rate,
-        burst=lim.burst,
-    )
-
-
 async def open_store(config: Config, sealer: Sealer) -> KeyStore:
     try:
         store = await KeyStore.open(config.storage.database)
@@ -82,7 +66,7 @@ async def serve(config: Config, kek: bytes) -> int:
         config.cache.roster_ttl,
         config.cache.muc_ttl,
     )
-    xmpp.attach(KeyService(store, directory, sealer, settings_of(config)))
+    xmpp.attach(KeyService(store, directory, sealer, Settings.of(config)))
     xmpp.on_ready = lambda: _notify("READY=1\nSTATUS=serving")
 
     loop = asyncio.get_running_loop()

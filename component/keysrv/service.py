@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from . import errors
 from .access import Directory
+from .config import Config, LimitsConfig, PolicyConfig
 from .crypto import CryptoError, Sealer, Wrapper, new_key_id, new_material
 from .errors import LookupFailed, LookupTimeout, NotReady, ProtocolError, RoomNotFound
 from .jids import domain_of, is_bare_user
@@ -45,16 +46,18 @@ _REFUSALS = frozenset({"forbidden", "item-not-found", "not-allowed"})
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    """The parts of the configuration the domain needs."""
+
     domains: frozenset[str]
     muc_services: frozenset[str]
-    roster_rule: str = "both"
-    allow_occupants: bool = False
-    allow_remote: bool = True
-    rotation_max_age: float = 7 * 86400.0
-    max_batch: int = 100
-    require_wrap: bool = False
-    rate: float = 20.0
-    burst: int = 100
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+
+    @classmethod
+    def of(cls, config: Config) -> Settings:
+        return cls(
+            frozenset(config.domains), frozenset(config.muc_services), config.policy, config.limits
+        )
 
 
 def now_ms() -> int:
@@ -78,13 +81,13 @@ class KeyService:
         self._sealer = sealer
         self.settings = settings
         self._clock = clock
-        self._limiter = RateLimiter(settings.rate, settings.burst)
+        self._limiter = RateLimiter(settings.limits.rate, settings.limits.burst)
 
     async def handle(self, requester: str, request: Request) -> Answer:
         s = self.settings
         if not self._limiter.allow(requester):
             raise errors.rate_limited()
-        if not s.allow_remote and domain_of(requester) not in s.domains:
+        if not s.policy.allow_remote and domain_of(requester) not in s.domains:
             raise errors.forbidden(
                 f"this key service serves only users of {', '.join(sorted(s.domains))}"
             )
@@ -104,7 +107,7 @@ class KeyService:
     ) -> KeyView:
         conv, members = await self._authorize(requester, req.target)
         now = self._clock()
-        max_age = self.settings.rotation_max_age
+        max_age = self.settings.policy.rotation_max_age
         record, _ = await self._store.ensure_current(
             conv,
             replace_if=lambda key: needs_rotation(key, now, max_age, members),
@@ -185,20 +188,20 @@ class KeyService:
                     f"{domain_of(room)} is not a MUC service this key service is configured for"
                 )
             info = await self._lookup(self._dir.room(room), f"the room {room}")
-            check_room(requester, room, info, s.allow_occupants)
+            check_room(requester, room, info, s.policy.allow_occupants)
             return info.members
         if requester not in conv.jids:
             raise errors.forbidden(f"{requester} is not a party of this chat")
         local = [p for p in conv.jids if domain_of(p) in s.domains]
         if not local:
             raise errors.foreign_conversation("neither party of this chat is served here")
-        if roster_needed(s.roster_rule):
+        if roster_needed(s.policy.roster):
             await asyncio.gather(*(self._check_roster(p, conv.other(p)) for p in local))
         return None
 
     async def _check_roster(self, owner: str, contact: str) -> None:
         roster = await self._lookup(self._dir.roster(owner), f"the roster of {owner}")
-        check_roster(owner, contact, roster, self.settings.roster_rule)
+        check_roster(owner, contact, roster, self.settings.policy.roster)
 
     async def _may_read(self, requester: str, conv: Conversation) -> bool:
         try:
@@ -237,7 +240,7 @@ class KeyService:
 
     def _wrapper(self, wrap: Wrapping | None) -> Wrapper | None:
         if wrap is None:
-            if self.settings.require_wrap:
+            if self.settings.policy.require_wrap:
                 raise errors.wrap_required()
             return None
         try:

@@ -88,7 +88,7 @@ def _check_id(value: str, what: str) -> None:
 
 def _ids(el: ET.Element, max_batch: int) -> tuple[str, ...]:
     seen: dict[str, None] = {}
-    for n, child in enumerate(el.iter(q("key"))):
+    for n, child in enumerate(el.iterfind(q("key"))):
         if n >= _MAX_RAW_IDS:
             raise errors.bad_request(f"too many <key/> elements (at most {max_batch} ids)")
         key_id = child.get("id")

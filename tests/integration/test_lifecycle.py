@@ -215,3 +215,11 @@ async def test_sigterm_while_the_server_is_unreachable(prosody, tmp_path):
     assert inst.running
     assert inst.stop() == 0
     assert "stopped" in inst.log()
+
+
+def test_run_before_init_says_so(prosody, tmp_path):
+    inst = KeysrvProcess(tmp_path, base_config(prosody, tmp_path, "secret"))
+    done = inst.cli("run", timeout=20)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"cannot start: no database at {tmp_path / 'keys.sqlite3'} (run `keysrv init`)")

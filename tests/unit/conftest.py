@@ -3,9 +3,11 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from keysrv.config import LimitsConfig, PolicyConfig
 from keysrv.crypto import Sealer
 from keysrv.service import KeyService, Settings
 from keysrv.store import KeyStore
@@ -42,11 +44,12 @@ def clock() -> Clock:
 def make_service(store: KeyStore, directory: FakeDirectory, clock: Clock):
     sealer = Sealer(secrets.token_bytes(32))
 
-    def make(**overrides: object) -> KeyService:
+    def make(rate: float = 20.0, burst: int = 100, **policy: Any) -> KeyService:
         settings = Settings(
             domains=frozenset({"example.com"}),
             muc_services=frozenset({"conference.example.com"}),
-            **overrides,  # type: ignore[arg-type]
+            policy=PolicyConfig(**policy),
+            limits=LimitsConfig(rate=rate, burst=burst),
         )
         return KeyService(store, directory, sealer, settings, clock)
 

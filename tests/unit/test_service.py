@@ -62,12 +62,12 @@ async def test_roster_rules(make_service, directory):
     directory.befriend(ROMEO, JULIET, "to")  # romeo sees juliet 'to', juliet sees romeo 'from'
     await refused(make_service().handle(ROMEO, CreateRequest(chat(JULIET))), "forbidden",
                   "not-in-roster")
-    assert (await make_service(roster_rule="either").handle(ROMEO, CreateRequest(chat(JULIET))))
+    assert (await make_service(roster="either").handle(ROMEO, CreateRequest(chat(JULIET))))
     directory.rosters[ROMEO][JULIET] = directory.rosters[ROMEO][JULIET].__class__("none")
-    await refused(make_service(roster_rule="either").handle(ROMEO, CreateRequest(chat(JULIET))),
+    await refused(make_service(roster="either").handle(ROMEO, CreateRequest(chat(JULIET))),
                   "forbidden", "not-in-roster")
-    assert await make_service(roster_rule="item").handle(ROMEO, CreateRequest(chat(JULIET)))
-    assert await make_service(roster_rule="none").handle(ROMEO, CreateRequest(chat(MALLORY)))
+    assert await make_service(roster="item").handle(ROMEO, CreateRequest(chat(JULIET)))
+    assert await make_service(roster="none").handle(ROMEO, CreateRequest(chat(MALLORY)))
 
 
 async def test_self_chat_and_foreign_and_remote(make_service, directory):

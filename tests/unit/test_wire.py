@@ -80,3 +80,12 @@ def test_key_element():
     assert el.attrib == {"id": "kid", "alg": "A256GCM", "created": "2026-09-21T14:13:20Z",
                          "with": "d@b.c"}
     assert base64.b64decode(el.text) == b"\x01" * 32
+
+
+def test_release_reads_only_its_own_key_children():
+    xml = (f"<release xmlns='{NS}'><key id='a'/><wrap xmlns='{NS}' "
+           "alg='X25519-HKDF-SHA256-A256GCM'><key id='nested'/></wrap></release>")
+    with pytest.raises(ProtocolError):  # the nested one is ignored, the wrap is malformed
+        parse("get", xml)
+    assert parse("get", f"<release xmlns='{NS}'><x><key id='n'/></x><key id='a'/></release>"
+                 ).ids == ("a",)
