@@ -9,6 +9,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from typing import cast
 from xml.etree import ElementTree as ET
 
 from slixmpp import ComponentXMPP, Iq
@@ -195,7 +196,8 @@ class KeyComponent(ComponentXMPP):
 
     # --- requests --------------------------------------------------------------------
 
-    async def _on_iq(self, iq: Iq) -> None:
+    async def _on_iq(self, stanza: StanzaBase) -> None:
+        iq = cast(Iq, stanza)  # _KeysrvIq matches IQs only
         started = time.perf_counter()
         payload = iq.xml[0] if len(iq.xml) else None
         op = payload.tag.split("}", 1)[-1] if payload is not None else "-"

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+from typing import Any
 
 from .access import CachedDirectory
 from .component import KeyComponent
@@ -82,8 +83,9 @@ async def serve(config: Config, kek: bytes) -> int:
         config.storage.database,
     )
     xmpp.start()
-    stopper = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({stopper, xmpp.fatal}, return_when=asyncio.FIRST_COMPLETED)
+    stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    waiters: set[asyncio.Future[Any]] = {stopper, xmpp.fatal}
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     stopper.cancel()
     code = 0
     if xmpp.fatal.done():
