@@ -43,24 +43,27 @@ class TtlCache(Generic[K, V]):
             if self._clock() < hit[0]:
                 return hit[1]
             del self._entries[key]
-        pending = self._inflight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            value = await loader(key)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters (if any) re-raise it themselves
-            raise
-        else:
-            future.set_result(value)
-            if self.ttl > 0:
-                self._entries[key] = (self._clock() + self.ttl, value)
-                self._entries.move_to_end(key)
-                while len(self._entries) > self.max_entries:
-                    self._entries.popitem(last=False)
-            return value
-        finally:
+        task = self._inflight.get(key)
+        if task is None:
+            # The load is a task of its own: a caller that is cancelled does not
+            # cancel it for the others waiting on the same key.
+            task = asyncio.ensure_future(self._load(key, loader))
+            self._inflight[key] = task
+            task.add_done_callback(lambda done: self._done(key, done))
+        return await asyncio.shield(task)
+
+    async def _load(self, key: K, loader: Callable[[K], Awaitable[V]]) -> V:
+        started = self._clock()  # the answer is as old as the question
+        value = await loader(key)
+        if self.ttl > 0:
+            self._entries[key] = (started + self.ttl, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return value
+
+    def _done(self, key: K, task: asyncio.Future[V]) -> None:
+        if self._inflight.get(key) is task:
             del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter gets it through the shield

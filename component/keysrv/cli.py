@@ -12,7 +12,7 @@ from .config import Config, ConfigError, default_path, load_config
 from .crypto import CryptoError, Sealer, create_kek_file, read_kek_file
 from .instance import AlreadyRunning, InstanceLock
 from .runner import KEK_CHECK, StartError, serve
-from .store import KeyStore, StoreError, inspect
+from .store import KeyStore, StoreError, init_refusal, inspect
 
 
 def _say(line: str) -> None:
@@ -36,15 +36,11 @@ def cmd_init(path: Path) -> int:
     if kek_file.exists():
         _say(f"refusing to overwrite the existing KEK file {kek_file}")
         return 1
+    refusal = init_refusal(database)
+    if refusal is not None:
+        _say(refusal)
+        return 1
     try:
-        if database.exists():
-            _, check = inspect(database)
-            if check is not None:
-                _say(
-                    f"{database} already holds keys sealed under another KEK: "
-                    f"restore that KEK to {kek_file} instead of running init"
-                )
-                return 1
         for folder in {kek_file.parent, database.parent}:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         asyncio.run(_init_database(database, kek_file))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -188,7 +189,7 @@ class KeyComponent(ComponentXMPP):
             ("algorithms", ALG),
             ("wrap-algorithms", WRAP_ALG),
             ("max-batch", str(p.max_batch)),
-            ("rotation-max-age", str(int(p.rotation_max_age))),
+            ("rotation-max-age", str(math.ceil(p.rotation_max_age))),
         ):
             form.add_field(var=var, value=value)
         # add_, not set_: set_extended_info in slixmpp trips over its own delete step.

@@ -6,6 +6,7 @@ values are errors. Relative paths are taken relative to the config file's folder
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable
@@ -94,8 +95,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 5m, 2h or 7d")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"expected a duration of 0 or more seconds, got {value!r}")
         return float(value)
     if isinstance(value, str) and (m := _DURATION.match(value)):
         return float(m.group(1)) * _UNIT[m.group(2)]
@@ -159,7 +160,12 @@ def _int_range(lo: int, hi: int) -> Callable[[object], int]:
 
 
 def _positive(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise ValueError(f"must be a number above 0, got {value!r}")
     return float(value)
 
@@ -199,6 +205,13 @@ def _positive_duration(value: object) -> float:
     return seconds
 
 
+def _rotation_age(value: object) -> float:
+    seconds = parse_duration(value)
+    if seconds < 1:
+        raise ValueError("must be at least 1 second")
+    return seconds
+
+
 def load_config(path: Path) -> Config:
     """Read and validate `path`; raises ConfigError listing every problem."""
     try:
@@ -225,10 +238,11 @@ def parse_config(data: object, path: Path) -> Config:
             r.problem(str(key), "unknown key")
 
     comp = r.section(data, "component", {"jid", "server", "port", "secret", "secret_file"}, True)
+    present = isinstance(data.get("component"), dict)
     jid = r.get(comp, "component.jid", _domain, "") if "jid" in comp else ""
-    if comp and "jid" not in comp:
+    if present and "jid" not in comp:
         r.problem("component.jid", "missing (required)")
-    secret = _read_secret(r, comp, path.parent)
+    secret = _read_secret(r, comp, path.parent, present)
     component = ComponentConfig(
         jid=jid,
         server=r.get(comp, "component.server", _string, "127.0.0.1"),
@@ -256,7 +270,7 @@ def parse_config(data: object, path: Path) -> Config:
         allow_occupants=r.get(pol, "policy.allow_occupants", _bool, d.allow_occupants),
         allow_remote=r.get(pol, "policy.allow_remote", _bool, d.allow_remote),
         rotation_max_age=r.get(
-            pol, "policy.rotation_max_age", _positive_duration, d.rotation_max_age
+            pol, "policy.rotation_max_age", _rotation_age, d.rotation_max_age
         ),
         max_batch=r.get(pol, "policy.max_batch", _int_range(1, 1000), d.max_batch),
         require_wrap=r.get(pol, "policy.require_wrap", _bool, d.require_wrap),
@@ -298,14 +312,13 @@ def parse_config(data: object, path: Path) -> Config:
 def _path(r: _Reader, section: dict, key: str, base: Path) -> Path:
     name = key.split(".")[-1]
     if name not in section:
-        if section or key.startswith("storage"):
-            r.problem(key, "missing (required)")
+        r.problem(key, "missing (required)")
         return Path()
     value = r.get(section, key, _string, "")
     return (base / value) if value else Path()
 
 
-def _read_secret(r: _Reader, comp: dict, base: Path) -> str:
+def _read_secret(r: _Reader, comp: dict, base: Path, present: bool) -> str:
     if "secret" in comp and "secret_file" in comp:
         r.problem("component.secret", "give secret or secret_file, not both")
         return ""
@@ -323,6 +336,6 @@ def _read_secret(r: _Reader, comp: dict, base: Path) -> str:
         if not secret:
             r.problem("component.secret_file", f"{base / file} is empty")
         return secret
-    if comp:
+    if present:
         r.problem("component.secret", "missing (required; or secret_file)")
     return ""

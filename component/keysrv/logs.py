@@ -32,6 +32,7 @@ def setup(level: str) -> None:
     handler.addFilter(RedactStanzas())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(_LEVELS[level])
-    # slixmpp's debug output is a raw stanza dump: never below INFO.
-    logging.getLogger("slixmpp").setLevel(max(_LEVELS[level], logging.INFO))
+    # `debug` is for keysrv's own loggers only: libraries dump raw stanzas (slixmpp)
+    # or SQL parameters with sealed keys (aiosqlite) at debug, so they stay at INFO.
+    root.setLevel(max(_LEVELS[level], logging.INFO))
+    logging.getLogger("keysrv").setLevel(_LEVELS[level])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from xml.etree import ElementTree as ET
 
 from slixmpp import ComponentXMPP
@@ -90,6 +91,8 @@ class XmppDirectory:
         self._with_occupants = with_occupants
 
     async def _query(self, to: str, ns: str, item: dict[str, str] | None = None) -> ET.Element:
+        started = time.perf_counter()
+        what = f"{ns.rsplit('/', 1)[-1]} {' '.join(f'{k}={v}' for k, v in (item or {}).items())}"
         iq = self._xmpp.make_iq_get(ito=to, ifrom=self._xmpp.boundjid.bare)
         query = ET.SubElement(iq.xml, f"{{{ns}}}query")
         if item is not None:
@@ -108,7 +111,10 @@ class XmppDirectory:
             detail = f"{to} answered {condition}" + (f": {text}" if text else "")
             raise LookupFailed(detail) from None
         found = reply.xml.find(f"{{{ns}}}query")
-        return found if found is not None else ET.Element(f"{{{ns}}}query")
+        found = found if found is not None else ET.Element(f"{{{ns}}}query")
+        ms = (time.perf_counter() - started) * 1000
+        log.debug("lookup %s of %s: %d items (%.1f ms)", what.strip(), to, len(found), ms)
+        return found
 
     async def roster(self, user: str) -> Roster:
         await self._privileges.wait_roster(domain_of(user), min(self._timeout, 2.0))

@@ -172,6 +172,8 @@ class KeyService:
         if target.kind is Kind.CHAT:
             if target.jid == requester:
                 raise errors.bad_request("'with' names the requester itself")
+            if not is_bare_user(target.jid):
+                raise errors.bad_request("'with' must be a user's bare JID (user@domain)")
             conv = Conversation.chat(requester, target.jid)
         else:
             if not is_bare_user(target.jid):

@@ -145,12 +145,24 @@ class KeyStore:
     ) -> tuple[KeyRecord, bool]:
         """Return the conversation's current key, making one when there is none or
         when `replace_if(current)` holds (retiring the old one), all in one
-        transaction. Returns (key, made)."""
+        transaction. Returns (key, made).
+
+        The transaction is shielded: a cancelled caller (say, at shutdown) never
+        leaves it half done or the connection stuck inside it."""
+        return await asyncio.shield(self._ensure_current(conversation, replace_if, make))
+
+    async def _ensure_current(
+        self,
+        conversation: Conversation,
+        replace_if: Callable[[KeyRecord], bool],
+        make: Callable[[], NewKey],
+    ) -> tuple[KeyRecord, bool]:
         async with self._write_lock:
             await self._w.execute("BEGIN IMMEDIATE")
             try:
                 async with self._w.execute(
-                    f"SELECT {_COLUMNS} FROM keys WHERE conversation = ? AND retired_ms IS NULL",
+                    f"SELECT {_COLUMNS} FROM keys "
+                    "WHERE conversation = ? AND retired_ms IS NULL",
                     (conversation.key,),
                 ) as cur:
                     row = await cur.fetchone()
@@ -175,7 +187,9 @@ class KeyStore:
             except BaseException:
                 await self._w.execute("ROLLBACK")
                 raise
-        record = KeyRecord(new.id, conversation, seq, new.created_ms, None, new.sealed, new.members)
+        record = KeyRecord(
+            new.id, conversation, seq, new.created_ms, None, new.sealed, new.members
+        )
         return record, True
 
     async def get_many(self, ids: Sequence[str]) -> dict[str, KeyRecord]:
@@ -207,31 +221,36 @@ class KeyStore:
         `older_than`/`newer_than` are sequence numbers (exclusive). With
         `newer_than` the page is the `limit` keys just above it. Returns the page,
         the total count, and the number of keys newer than the page's first one
-        (its RSM index).
+        (its RSM index). The page and the count come from one statement, so they
+        agree even while keys are being made.
         """
         key = conversation.key
+        total = "(SELECT COUNT(*) FROM keys WHERE conversation = ?)"
         if newer_than is not None:
-            sql = f"SELECT {_COLUMNS} FROM keys WHERE conversation = ? AND seq > ? "
-            sql += "ORDER BY seq ASC LIMIT ?"
-            args: tuple = (key, newer_than, limit)
+            where, order, bound = "AND seq > ?", "ASC", newer_than
         elif older_than is not None:
-            sql = f"SELECT {_COLUMNS} FROM keys WHERE conversation = ? AND seq < ? "
-            sql += "ORDER BY seq DESC LIMIT ?"
-            args = (key, older_than, limit)
+            where, order, bound = "AND seq < ?", "DESC", older_than
         else:
-            sql = f"SELECT {_COLUMNS} FROM keys WHERE conversation = ? ORDER BY seq DESC LIMIT ?"
-            args = (key, limit)
-        async with self._r.execute(sql, args) as cur:
-            rows = [_record(r) for r in await cur.fetchall()]
+            where, order, bound = "AND ?", "DESC", 1
+        sql = (
+            f"SELECT {_COLUMNS}, {total} FROM keys WHERE conversation = ? {where} "
+            f"ORDER BY seq {order} LIMIT ?"
+        )
+        async with self._r.execute(sql, (key, key, bound, limit)) as cur:
+            rows = list(await cur.fetchall())
+        if rows:
+            count = int(rows[0][-1])
+        else:
+            async with self._r.execute(
+                "SELECT COUNT(*) FROM keys WHERE conversation = ?", (key,)
+            ) as cur:
+                count = int((await cur.fetchone() or (0,))[0])
+        page = [_record(r[:-1]) for r in rows]
         if newer_than is not None:
-            rows.reverse()
-        async with self._r.execute(
-            "SELECT COUNT(*), MAX(seq) FROM keys WHERE conversation = ?", (key,)
-        ) as cur:
-            count, top = await cur.fetchone() or (0, None)
-        # seq runs 1..count without gaps, so the index of the newest-first list is arithmetic.
-        index = (top - rows[0].seq) if rows and top is not None else 0
-        return rows, count, index
+            page.reverse()
+        # seq runs 1..count without gaps, so the newest-first index is arithmetic.
+        index = count - page[0].seq if page else 0
+        return page, count, index
 
     async def stats(self) -> StoreStats:
         async with self._r.execute(
@@ -262,13 +281,45 @@ async def _migrate(db: aiosqlite.Connection, version: int) -> None:
             raise
 
 
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """Open without writing anything. A read-only open of a WAL database creates its
+    -wal and -shm files when they are missing (owned by whoever runs `check`), so
+    when no -wal file exists (nobody is serving) the file is opened immutable."""
+    wal = path.with_name(path.name + "-wal")
+    mode = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+    return sqlite3.connect(f"file:{path}?{mode}", uri=True, timeout=5)
+
+
+def init_refusal(path: Path) -> str | None:
+    """Why `keysrv init` must not touch the database at `path`, or None if it may."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    try:
+        db = _open_readonly(path)
+        try:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            tables = db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+            check = None
+            if version > 0:
+                check = db.execute("SELECT value FROM meta WHERE name = 'kek_check'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return f"cannot read {path}: {exc}"
+    if version == 0 and tables:
+        return f"{path} holds another application's tables: point storage.database elsewhere"
+    if check is not None:
+        return f"{path} already holds keys sealed under another KEK: restore that KEK instead"
+    return None
+
+
 def inspect(path: Path) -> tuple[StoreStats, bytes | None]:
     """Read-only look at a database for `keysrv check` (synchronous: the CLI has no
     event loop). Returns its statistics and the KEK check value. Changes nothing."""
     if not path.exists():
         raise StoreError(f"no database at {path} (run `keysrv init`)")
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        db = _open_readonly(path)
         try:
             version = int(db.execute("PRAGMA user_version").fetchone()[0])
             if version == 0:

@@ -129,7 +129,7 @@ def _page(el: ET.Element) -> PageRequest:
     max_el = rsm.find(q("max", RSM_NS))
     if max_el is not None:
         text = (max_el.text or "").strip()
-        if not text.isdigit() or len(text) > 9:
+        if not re.fullmatch(r"[0-9]{1,9}", text):
             raise errors.bad_request("RSM <max/> must be a whole number")
         size = int(text)
     after_el, before_el = rsm.find(q("after", RSM_NS)), rsm.find(q("before", RSM_NS))

@@ -94,6 +94,8 @@ async def test_logs_carry_no_key_material(keysrv_manager, pair_clients):
     assert key.material is not None and wrapped
     for secret in (base64.b64encode(key.material).decode(), wrapped, key.material.hex()):
         assert secret not in log
+    assert "DEBUG keysrv" in log, "debug is on for keysrv's own loggers"
+    assert "aiosqlite" not in log and "INSERT" not in log, "no library debug output"
     lines = [line for line in log.splitlines() if f"{romeo} " in line and "ms)" in line]
     assert len(lines) == 3 and all("-> ok" in line for line in lines), lines
 
@@ -123,10 +125,22 @@ def test_init_refuses_a_database_sealed_under_another_kek(fresh):
     assert not (fresh.workdir / "kek").exists()
 
 
-def test_check_reports_what_it_found(fresh):
+def test_check_reports_what_it_found_and_writes_nothing(fresh):
+    def snapshot():
+        return {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in fresh.workdir.iterdir()}
+
+    before = snapshot()
     done = fresh.cli("check")
     assert done.returncode == 0, done.stderr
     assert "kek: matches the database" in done.stdout and "schema v1" in done.stdout
+    assert snapshot() == before, "check created or changed files"
+
+
+def test_init_accepts_an_empty_database_file(prosody, tmp_path):
+    inst = KeysrvProcess(tmp_path, base_config(prosody, tmp_path, "secret"))
+    (tmp_path / "keys.sqlite3").write_bytes(b"")
+    inst.init()
+    assert inst.cli("check").returncode == 0
 
 
 def test_check_broken_config(fresh):

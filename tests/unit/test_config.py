@@ -89,3 +89,18 @@ def test_admin_guide_quotes_the_prosody_snippet_verbatim():
     root = Path(__file__).parents[2]
     snippet = (root / "config" / "prosody" / "keysrv.cfg.lua").read_text()
     assert f"```lua\n{snippet}```" in (root / "docs" / "admin.md").read_text()
+
+
+def test_empty_component_section_still_requires_jid_and_secret(tmp_path):
+    text = "\n".join(problems(tmp_path, MINIMAL.replace(
+        "component: {jid: keys.example.com, secret: s3cret}", "component: {}")))
+    assert "component.jid: missing" in text and "component.secret: missing" in text
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("limits", "{rate: .nan}"), ("limits", "{rate: .inf}"), ("cache", "{roster_ttl: .inf}"),
+    ("policy", "{rotation_max_age: .inf}"), ("policy", "{rotation_max_age: 0.4}"),
+    ("limits", "{lookup_timeout: .nan}")])
+def test_non_finite_and_too_small_numbers_are_refused(tmp_path, key, value):
+    found = problems(tmp_path, MINIMAL + f"{key}: {value}\n")
+    assert len(found) == 1 and f"{key}." in found[0]

@@ -214,3 +214,9 @@ async def test_rate_limit(make_service, directory):
     await refused(svc.handle(ROMEO, CreateRequest(chat(JULIET))), "resource-constraint",
                   "rate-limited")
     assert await svc.handle(JULIET, CreateRequest(chat(ROMEO)))  # per requester
+
+
+async def test_with_must_be_a_user(make_service):
+    err = await refused(make_service().handle(ROMEO, CreateRequest(chat("example.com"))),
+                        "bad-request")
+    assert "user" in err.text

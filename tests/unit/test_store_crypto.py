@@ -108,3 +108,68 @@ async def test_ttl_cache_single_flight_and_expiry():
     nocache: TtlCache[str, int] = TtlCache(0)
     await nocache.get("a", load)
     assert len(nocache) == 0
+
+
+async def test_ttl_counts_from_the_start_of_the_load():
+    now = [0.0]
+    cache: TtlCache[str, int] = TtlCache(5, clock=lambda: now[0])
+
+    async def slow(key: str) -> int:
+        now[0] += 4  # the lookup itself took 4 s
+        return 1
+
+    await cache.get("a", slow)
+    now[0] = 5.0
+    assert await cache.get("a", slow) == 1 and now[0] == 9.0, "expired after ttl from start"
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_load_for_others():
+    cache: TtlCache[str, int] = TtlCache(5)
+    gate = asyncio.Event()
+
+    async def load(key: str) -> int:
+        await gate.wait()
+        return 7
+
+    first = asyncio.ensure_future(cache.get("a", load))
+    second = asyncio.ensure_future(cache.get("a", load))
+    await asyncio.sleep(0)
+    first.cancel()
+    gate.set()
+    assert await second == 7
+    assert await cache.get("a", load) == 7
+
+
+async def test_cancelled_create_leaves_the_store_usable(store):
+    started = asyncio.Event()
+
+    def make() -> NewKey:
+        started.set()
+        return new("k1")
+
+    task = asyncio.ensure_future(store.ensure_current(CONV, lambda _: False, make))
+    await started.wait()
+    task.cancel()
+    await asyncio.sleep(0.05)
+    key, made = await store.ensure_current(CONV, lambda _: False, lambda: new("k2"))
+    assert (key.id, made) == ("k1", False), "the shielded transaction still committed"
+
+
+async def test_history_page_and_count_agree(store):
+    for i in range(5):
+        await store.ensure_current(CONV, lambda _: True, lambda i=i: new(f"k{i}", i))
+    page, count, index = await store.history(CONV, 2, older_than=4)
+    assert [k.id for k in page] == ["k2", "k1"] and (count, index) == (5, 2)
+    page, count, index = await store.history(CONV, 2, newer_than=1)
+    assert [k.id for k in page] == ["k2", "k1"] and index == 2
+    assert await store.history(Conversation.room("x@y.z"), 3) == ([], 0, 0)
+
+
+def test_init_refusal(tmp_path):
+    from keysrv.store import init_refusal
+
+    assert init_refusal(tmp_path / "none.sqlite3") is None
+    (tmp_path / "empty.sqlite3").write_bytes(b"")
+    assert init_refusal(tmp_path / "empty.sqlite3") is None
+    sqlite3.connect(tmp_path / "other.sqlite3").execute("CREATE TABLE t (x)").connection.close()
+    assert "another application" in (init_refusal(tmp_path / "other.sqlite3") or "")

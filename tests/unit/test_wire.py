@@ -89,3 +89,10 @@ def test_release_reads_only_its_own_key_children():
         parse("get", xml)
     assert parse("get", f"<release xmlns='{NS}'><x><key id='n'/></x><key id='a'/></release>"
                  ).ids == ("a",)
+
+
+@pytest.mark.parametrize("value", ["²", "1_000", "+5", " ", "1234567890"])
+def test_rsm_max_must_be_plain_digits(value):
+    xml = (f"<list xmlns='{NS}' with='a@b.c'><set xmlns='http://jabber.org/protocol/rsm'>"
+           f"<max>{value}</max></set></list>")
+    assert err("get", xml) == ("modify", "bad-request")
