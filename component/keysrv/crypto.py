@@ -39,17 +39,19 @@ def new_material() -> bytes:
     return secrets.token_bytes(KEY_BYTES)
 
 
-def aead_encrypt(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
+def aead_encrypt(key: bytes | AESGCM, plaintext: bytes, aad: bytes) -> bytes:
     """nonce(12) || ciphertext || tag(16), AES-256-GCM with a fresh random nonce."""
+    aead = key if isinstance(key, AESGCM) else AESGCM(key)
     nonce = os.urandom(NONCE_BYTES)
-    return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+    return nonce + aead.encrypt(nonce, plaintext, aad)
 
 
-def aead_decrypt(key: bytes, blob: bytes, aad: bytes) -> bytes:
+def aead_decrypt(key: bytes | AESGCM, blob: bytes, aad: bytes) -> bytes:
     if len(blob) < NONCE_BYTES + 16:
         raise CryptoError("ciphertext too short")
+    aead = key if isinstance(key, AESGCM) else AESGCM(key)
     try:
-        return AESGCM(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
+        return aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
     except InvalidTag as exc:
         raise CryptoError("authentication failed") from exc
 
@@ -64,7 +66,7 @@ class Sealer:
     def __init__(self, kek: bytes) -> None:
         if len(kek) != KEY_BYTES:
             raise CryptoError("the KEK must be 32 bytes")
-        self._kek = kek
+        self._kek = AESGCM(kek)  # one cipher object per KEK, reused for every key
 
     @staticmethod
     def _aad(key_id: str, conversation: str) -> bytes:
@@ -107,7 +109,7 @@ class Wrapper:
             shared = private.exchange(peer)
         except ValueError as exc:  # low-order point
             raise CryptoError("unusable X25519 public key") from exc
-        self._k = _wrap_key(shared, self.epk, client_public)
+        self._k = AESGCM(_wrap_key(shared, self.epk, client_public))
 
     def wrap(self, key_id: str, material: bytes) -> bytes:
         return aead_encrypt(self._k, material, key_id.encode("ascii"))
