@@ -34,7 +34,7 @@ async def test_waiting_for_a_grant():
     privileges.grant("example.com", "get")
     await asyncio.wait_for(waiter, 1)
     privileges.grant("example.org", "none")
-    with pytest.raises(NotReady, match="example.org"):
+    with pytest.raises(NotReady, match=r"example\.org"):
         await privileges.wait_roster("example.org", 0.05)
     privileges.clear()
     assert not privileges.can_read_roster("example.com")
