@@ -34,9 +34,6 @@ class TtlCache(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._entries)
 
-    def invalidate(self, key: K) -> None:
-        self._entries.pop(key, None)
-
     async def get(self, key: K, loader: Callable[[K], Awaitable[V]]) -> V:
         hit = self._entries.get(key)
         if hit is not None:

@@ -47,9 +47,6 @@ class Privileges:
     def can_read_roster(self, domain: str) -> bool:
         return self._roster.get(domain) in ("get", "both")
 
-    def granted(self) -> dict[str, str]:
-        return dict(self._roster)
-
     async def wait_roster(self, domain: str, timeout: float) -> None:
         """Wait (briefly) for roster access to `domain`: it arrives just after the handshake."""
         loop = asyncio.get_running_loop()

@@ -42,9 +42,6 @@ class Conversation:
         a, b = self.jids
         return b if a == me else a
 
-    def __str__(self) -> str:
-        return self.key
-
 
 @dataclass(frozen=True, slots=True)
 class Target:

@@ -218,8 +218,8 @@ class KeyService:
     async def _lookup(call: Awaitable[T], what: str) -> T:
         try:
             return await call
-        except RoomNotFound:
-            raise errors.room_not_found(what.removeprefix("the room ")) from None
+        except RoomNotFound as exc:
+            raise errors.room_not_found(str(exc)) from None
         except LookupTimeout:
             raise errors.lookup_timeout(what) from None
         except NotReady as exc:

@@ -129,14 +129,6 @@ class KeyStore:
 
     # --- keys --------------------------------------------------------------------------
 
-    async def current(self, conversation: Conversation) -> KeyRecord | None:
-        async with self._r.execute(
-            f"SELECT {_COLUMNS} FROM keys WHERE conversation = ? AND retired_ms IS NULL",
-            (conversation.key,),
-        ) as cur:
-            row = await cur.fetchone()
-        return _record(row) if row else None
-
     async def ensure_current(
         self,
         conversation: Conversation,

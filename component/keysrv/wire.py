@@ -40,10 +40,6 @@ def q(name: str, ns: str = NS) -> str:
     return f"{{{ns}}}{name}"
 
 
-def operations() -> tuple[str, ...]:
-    return tuple(_IQ_TYPE)
-
-
 def parse_request(iq_type: str, payload: ET.Element | None, max_batch: int) -> Request:
     """Parse the child of an IQ addressed to the service; raises ProtocolError."""
     if payload is None:
