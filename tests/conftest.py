@@ -2,5 +2,5 @@
 
 from __future__ import annotations
 
-from harness.fixtures import client_factory, prosody, prosody_secret, users  # noqa: F401
+from harness.fixtures import client_factory, server, server_secret, users  # noqa: F401
 from harness.keysrv_fixtures import keysrv, keysrv_manager, new_user  # noqa: F401

@@ -20,11 +20,11 @@ from slixmpp.xmlstream.matcher import MatchXPath
 from slixmpp.xmlstream.matcher.base import MatcherBase
 
 from . import NS, errors
-from .config import Config
+from .config import OCCUPANTS_ON_EJABBERD, Config
 from .crypto import WRAP_ALG
 from .errors import ProtocolError
 from .jids import JidError, bare
-from .lookups import PRIVILEGE_NAMESPACES, Privileges, parse_privilege
+from .lookups import PRIVILEGE_NAMESPACES, Privileges, parse_privilege, server_software
 from .model import KeyView, Page, ReleaseRequest, Request
 from .service import Answer, KeyService
 from .wire import ALG, key_element, list_element, parse_request, release_element
@@ -72,6 +72,7 @@ class KeyComponent(ComponentXMPP):
         self._reconnect: asyncio.TimerHandle | None = None
         self._backoff = Backoff()
         self._disco_published = False
+        self._software_checked = False
         self.fatal: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.on_ready: Callable[[], None] | None = None
 
@@ -126,12 +127,27 @@ class KeyComponent(ComponentXMPP):
         if not self._stopping:
             self.connect()
 
-    def _on_session_start(self, _: object) -> None:
+    async def _on_session_start(self, _: object) -> None:
         self._backoff.reset()
         self._publish_disco()
         log.info("connected to the XMPP server as %s", self.boundjid.bare)
+        if self._config.policy.allow_occupants and not self._software_checked:
+            self._software_checked = True
+            if not await self._occupants_visible():
+                return
         if self.on_ready is not None:
             self.on_ready()
+
+    async def _occupants_visible(self) -> bool:
+        """allow_occupants needs a MUC service that shows occupants' real JIDs to
+        keysrv without joining: Prosody does, ejabberd does not (docs/admin.md)."""
+        domain = self._config.domains[0]
+        name = await server_software(self, domain, self._config.limits.lookup_timeout)
+        log.info("%s runs %s", domain, name or "an XMPP server that does not name itself")
+        if name is not None and "ejabberd" in name:
+            self._fail(f"policy.allow_occupants is on, but {OCCUPANTS_ON_EJABBERD}")
+            return False
+        return True
 
     def _on_disconnected(self, reason: object) -> None:
         self._schedule_reconnect(f"disconnected from the XMPP server ({reason or 'closed'})")

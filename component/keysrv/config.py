@@ -21,6 +21,13 @@ from .jids import JidError, bare
 DEFAULT_PATH = Path("/etc/keysrv/keysrv.yml")
 ROSTER_RULES = ("both", "either", "item", "none")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+SOFTWARE = ("auto", "prosody", "ejabberd")
+#: Why allow_occupants cannot work on ejabberd (shared by `check` and `run`).
+OCCUPANTS_ON_EJABBERD = (
+    "ejabberd shows occupants' real JIDs only to occupants of a room, so keysrv cannot "
+    "check occupancy there: set policy.allow_occupants to false (room members, admins "
+    "and owners are still allowed)"
+)
 
 
 class ConfigError(Exception):
@@ -37,6 +44,7 @@ class ComponentConfig:
     server: str
     port: int
     secret: str
+    software: str = "auto"  # the XMPP server: auto (detected at connect) | prosody | ejabberd
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +245,9 @@ def parse_config(data: object, path: Path) -> Config:
         if key not in sections:
             r.problem(str(key), "unknown key")
 
-    comp = r.section(data, "component", {"jid", "server", "port", "secret", "secret_file"}, True)
+    comp = r.section(
+        data, "component", {"jid", "server", "port", "secret", "secret_file", "software"}, True
+    )
     present = isinstance(data.get("component"), dict)
     jid = r.get(comp, "component.jid", _domain, "") if "jid" in comp else ""
     if present and "jid" not in comp:
@@ -248,6 +258,7 @@ def parse_config(data: object, path: Path) -> Config:
         server=r.get(comp, "component.server", _string, "127.0.0.1"),
         port=r.get(comp, "component.port", _int_range(1, 65535), 5347),
         secret=secret,
+        software=r.get(comp, "component.software", _choice(SOFTWARE), "auto"),
     )
 
     if "domains" not in data:
@@ -290,6 +301,9 @@ def parse_config(data: object, path: Path) -> Config:
         rate=r.get(li, "limits.rate", _positive, dl.rate),
         burst=r.get(li, "limits.burst", _int_range(1, 1_000_000), dl.burst),
     )
+
+    if component.software == "ejabberd" and policy.allow_occupants:
+        r.problem("policy.allow_occupants", OCCUPANTS_ON_EJABBERD)
 
     lg = r.section(data, "logging", {"level"}, False)
     level = r.get(lg, "logging.level", _choice(LOG_LEVELS), "info")

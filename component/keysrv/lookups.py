@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 PRIVILEGE_NAMESPACES = ("urn:xmpp:privilege:2", "urn:xmpp:privilege:1")
 ROSTER_NS = "jabber:iq:roster"
 MUC_ADMIN_NS = "http://jabber.org/protocol/muc#admin"
+DISCO_INFO_NS = "http://jabber.org/protocol/disco#info"
 AFFILIATIONS = ("owner", "admin", "member", "outcast")
 ROLES = ("moderator", "participant", "visitor")
 _UNREACHABLE = frozenset({"remote-server-timeout", "remote-server-not-found"})
@@ -70,6 +71,21 @@ def parse_privilege(message: ET.Element) -> dict[str, str]:
                 p.get("access", ""): p.get("type", "none") for p in priv.findall(f"{{{ns}}}perm")
             }
     return {}
+
+
+async def server_software(xmpp: ComponentXMPP, domain: str, timeout: float) -> str | None:
+    """The name the server serving `domain` gives itself in disco#info (its `server`
+    identity), lowercased: "prosody", "ejabberd", ... None if it does not say."""
+    iq = xmpp.make_iq_get(ito=domain, ifrom=xmpp.boundjid.bare)
+    ET.SubElement(iq.xml, f"{{{DISCO_INFO_NS}}}query")
+    try:
+        reply = await iq.send(timeout=timeout)
+    except (IqTimeout, IqError):
+        return None
+    for identity in reply.xml.iter(f"{{{DISCO_INFO_NS}}}identity"):
+        if identity.get("category") == "server" and identity.get("name"):
+            return identity.get("name", "").strip().lower()
+    return None
 
 
 class XmppDirectory:

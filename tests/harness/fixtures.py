@@ -1,12 +1,14 @@
-"""Reusable pytest fixtures: one Prosody per session, users, and connected clients.
+"""Reusable pytest fixtures: one XMPP server per kind per session, users, clients.
 
 Wire them in with, in tests/conftest.py::
 
-    from harness.fixtures import prosody, prosody_secret, users, client_factory  # noqa: F401
+    from harness.fixtures import server, server_secret, users, client_factory  # noqa: F401
 
-Users romeo, juliet and mallory (password = localpart + "-pw") are registered once.
-Tests share one server: use unique room names, and reset the roster items a test
-sets (or use JIDs nobody else uses).
+``server`` is parametrized over the servers of harness.servers.selected(): each
+test that uses it runs on Prosody and on ejabberd. Users romeo, juliet and
+mallory (password = localpart + "-pw") are registered once per server.
+Tests share one server: use unique room names, and reset the roster items a
+test sets (or use JIDs nobody else uses).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .prosody import Prosody
+from .servers import XmppServer, make_server, selected
 from .xmpp_client import TestClient
 
 USERS = ("romeo", "juliet", "mallory")
@@ -31,38 +33,40 @@ ClientFactory = Callable[..., Awaitable[TestClient]]
 
 
 @pytest.fixture(scope="session")
-def prosody_secret() -> str:
-    """The component secret the session's Prosody expects from keys.example.com."""
+def server_secret() -> str:
+    """The component secret the session's servers expect from keys.example.com."""
     return secrets.token_hex(16)
 
 
-@pytest.fixture(scope="session")
-def prosody(tmp_path_factory: pytest.TempPathFactory, prosody_secret: str) -> Iterator[Prosody]:
-    """A running Prosody for the whole session, with USERS registered."""
-    server = Prosody(tmp_path_factory.mktemp("prosody"), prosody_secret)
-    server.start()
+@pytest.fixture(scope="session", params=selected())
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, server_secret: str
+) -> Iterator[XmppServer]:
+    """A running server (one per kind) for the whole session, with USERS registered."""
+    software: str = request.param
+    instance = start_server(software, tmp_path_factory.mktemp(software), server_secret)
     try:
-        for user in USERS:
-            server.register(user, password_of(user))
-        yield server
+        yield instance
     finally:
-        server.cleanup()
+        instance.cleanup()
 
 
 @pytest.fixture(scope="session")
-def users(prosody: Prosody) -> dict[str, str]:
+def users(server: XmppServer) -> dict[str, str]:
     """Localpart -> bare JID of the registered users."""
-    return {user: f"{user}@{prosody.domain}" for user in USERS}
+    return {user: f"{user}@{server.domain}" for user in USERS}
 
 
 @pytest.fixture
-async def client_factory(prosody: Prosody) -> AsyncIterator[ClientFactory]:
+async def client_factory(server: XmppServer) -> AsyncIterator[ClientFactory]:
     """``await client_factory("romeo")`` -> a connected TestClient; all disconnected at teardown."""
     clients: list[TestClient] = []
 
-    async def make(user: str, password: str | None = None) -> TestClient:
-        jid = user if "@" in user else f"{user}@{prosody.domain}"
-        client = TestClient(jid, password or password_of(user), "127.0.0.1", prosody.c2s_port)
+    async def make(user: str, password: str | None = None, **kwargs: object) -> TestClient:
+        jid = user if "@" in user else f"{user}@{server.domain}"
+        client = TestClient(
+            jid, password or password_of(user), "127.0.0.1", server.c2s_port, **kwargs
+        )
         await client.connect()
         clients.append(client)
         return client
@@ -72,10 +76,14 @@ async def client_factory(prosody: Prosody) -> AsyncIterator[ClientFactory]:
         await client.disconnect()
 
 
-def make_prosody(workdir: Path, secret: str | None = None) -> Prosody:
-    """A started Prosody with USERS registered, for tests that need their own server."""
-    server = Prosody(workdir, secret or secrets.token_hex(16))
-    server.start()
-    for user in USERS:
-        server.register(user, password_of(user))
-    return server
+def start_server(software: str, workdir: Path, secret: str | None = None) -> XmppServer:
+    """A started server with USERS registered (also for tests that need their own)."""
+    instance = make_server(software, workdir, secret or secrets.token_hex(16))
+    instance.start()
+    try:
+        for user in USERS:
+            instance.register(user, password_of(user))
+    except Exception:
+        instance.cleanup()
+        raise
+    return instance

@@ -13,7 +13,7 @@ import pytest
 
 from .fixtures import password_of
 from .keysrv_proc import KeysrvProcess, base_config
-from .prosody import Prosody
+from .servers import XmppServer
 
 
 def merged(base: dict[str, Any], overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -27,8 +27,9 @@ def merged(base: dict[str, Any], overrides: dict[str, dict[str, Any]]) -> dict[s
 
 
 class KeysrvManager:
-    def __init__(self, prosody: Prosody, secret: str, workdir: Path) -> None:
-        self.base = base_config(prosody, workdir, secret)
+    def __init__(self, server: XmppServer, secret: str, workdir: Path) -> None:
+        self.server = server
+        self.base = base_config(server, workdir, secret)
         self.instance = KeysrvProcess(workdir, self.base)
         self.instance.init()
 
@@ -51,9 +52,9 @@ class KeysrvManager:
 
 @pytest.fixture(scope="session")
 def keysrv_manager(
-    prosody: Prosody, prosody_secret: str, tmp_path_factory: pytest.TempPathFactory
+    server: XmppServer, server_secret: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[KeysrvManager]:
-    manager = KeysrvManager(prosody, prosody_secret, tmp_path_factory.mktemp("keysrv"))
+    manager = KeysrvManager(server, server_secret, tmp_path_factory.mktemp("keysrv"))
     yield manager
     manager.close()
 
@@ -68,13 +69,13 @@ _counter = itertools.count(1)
 
 
 @pytest.fixture
-def new_user(prosody: Prosody) -> Callable[[str], str]:
+def new_user(server: XmppServer) -> Callable[..., str]:
     """`new_user("romeo")` registers a fresh user (romeo-7@example.com) and returns its
     bare JID: tests that change rosters never disturb each other."""
 
     def make(name: str, domain: str | None = None) -> str:
-        jid = f"{name}-{next(_counter)}@{domain or prosody.domain}"
-        prosody.register(jid, password_of(jid))
+        jid = f"{name}-{next(_counter)}@{domain or server.domain}"
+        server.register(jid, password_of(jid))
         return jid
 
     return make

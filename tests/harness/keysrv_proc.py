@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .prosody import Prosody
+from .servers import XmppServer
 
 READY = "connected to the XMPP server"
 
@@ -32,16 +32,16 @@ def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]
     )
 
 
-def base_config(prosody: Prosody, workdir: Path, secret: str) -> dict[str, Any]:
+def base_config(server: XmppServer, workdir: Path, secret: str) -> dict[str, Any]:
     return {
         "component": {
-            "jid": prosody.component,
+            "jid": server.component,
             "server": "127.0.0.1",
-            "port": prosody.component_port,
+            "port": server.component_port,
             "secret": secret,
         },
-        "domains": [prosody.domain],
-        "muc_services": [prosody.muc],
+        "domains": [server.domain],
+        "muc_services": [server.muc],
         "storage": {
             "database": str(workdir / "keys.sqlite3"),
             "kek_file": str(workdir / "kek"),

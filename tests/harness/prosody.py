@@ -24,6 +24,8 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from .servers import ServerError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SNIPPET_PATH = REPO_ROOT / "config" / "prosody" / "keysrv.cfg.lua"
 SECRET_PLACEHOLDER = "CHANGE-ME-component-secret"
@@ -35,7 +37,7 @@ AFFILIATIONS = ("owner", "admin", "member", "outcast", "none")
 _MAX_SOCKET_PATH = 100
 
 
-class ProsodyError(RuntimeError):
+class ProsodyError(ServerError):
     """Prosody failed to start, or a prosodyctl command failed (message has the output)."""
 
 
@@ -135,6 +137,7 @@ end
 class Prosody:
     """One Prosody process serving example.com, keys.example.com and conference.example.com."""
 
+    software = "prosody"
     domain = "example.com"
     component = "keys.example.com"
     muc = "conference.example.com"

@@ -1,4 +1,4 @@
-"""One-to-one chats on a real Prosody: convergence, rotation, release, list, wrap,
+"""One-to-one chats on a real Prosody and a real ejabberd: convergence, rotation, release, list, wrap,
 roster policies."""
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def pair(prosody, new_user):
+def pair(server, new_user):
     """Two fresh users with a mutual subscription."""
     romeo, juliet = new_user("romeo"), new_user("juliet")
-    prosody.befriend(romeo, juliet)
+    server.befriend(romeo, juliet)
     return romeo, juliet
 
 
@@ -78,10 +78,10 @@ async def test_rotate_with_and_without_previous(keysrv, pair, client_factory):
     assert all("retired" in k.attrs for k in old)
 
 
-async def test_release_batch(keysrv, prosody, pair, new_user, client_factory):
+async def test_release_batch(keysrv, server, pair, new_user, client_factory):
     romeo, juliet = pair
     mallory = new_user("mallory")
-    prosody.befriend(romeo, mallory)
+    server.befriend(romeo, mallory)
     r, j = await client_factory(romeo), await client_factory(juliet)
     ours = await create_key(r, with_=juliet)
     theirs = await create_key(r, with_=mallory)
@@ -178,12 +178,12 @@ ROSTER_CASES = [
 
 
 @pytest.mark.parametrize(("rule", "mine", "theirs", "allowed"), ROSTER_CASES)
-async def test_roster_policies(keysrv_manager, prosody, new_user, client_factory,
+async def test_roster_policies(keysrv_manager, server, new_user, client_factory,
                                rule, mine, theirs, allowed):
     keysrv_manager.ensure(policy={"roster": rule})
     romeo, juliet = new_user("romeo"), new_user("juliet")
-    prosody.set_roster(romeo, juliet, mine)
-    prosody.set_roster(juliet, romeo, theirs)
+    server.set_roster(romeo, juliet, mine)
+    server.set_roster(juliet, romeo, theirs)
     reply = await create(await client_factory(romeo), with_=juliet)
     if allowed:
         assert reply.get("type") == "result"
@@ -192,27 +192,27 @@ async def test_roster_policies(keysrv_manager, prosody, new_user, client_factory
         assert "roster" in text
 
 
-async def test_removing_a_contact_withdraws_access(keysrv, prosody, pair, client_factory):
+async def test_removing_a_contact_withdraws_access(keysrv, server, pair, client_factory):
     romeo, juliet = pair
     r, j = await client_factory(romeo), await client_factory(juliet)
     key = await create_key(r, with_=juliet)
-    prosody.set_roster(juliet, romeo, None)  # juliet drops romeo
+    server.set_roster(juliet, romeo, None)  # juliet drops romeo
     # juliet's roster no longer holds romeo: neither party may read the keys
     for client in (r, j):
         items = await release_keys(client, key.id)
         assert items[0].attrib == {"id": key.id, "error": "forbidden"}
     assert_error(await create(r, with_=juliet), "auth", "forbidden", "not-in-roster")
     assert_error(await list_keys(j, with_=romeo), "auth", "forbidden", "not-in-roster")
-    prosody.befriend(romeo, juliet)
+    server.befriend(romeo, juliet)
     assert Key.of((await release_keys(j, key.id))[0]).material == key.material
 
 
-async def test_roster_cache_ttl_bounds_staleness(keysrv_manager, prosody, pair, client_factory):
+async def test_roster_cache_ttl_bounds_staleness(keysrv_manager, server, pair, client_factory):
     keysrv_manager.ensure(cache={"roster_ttl": "2s", "muc_ttl": "2s"})
     romeo, juliet = pair
     r = await client_factory(romeo)
     key = await create_key(r, with_=juliet)
-    prosody.set_roster(romeo, juliet, None)
+    server.set_roster(romeo, juliet, None)
     # within the TTL the cached roster still answers (servers send no roster pushes)...
     assert (await release_keys(r, key.id))[0].get("error") is None
     await asyncio.sleep(2.2)

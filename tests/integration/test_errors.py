@@ -1,4 +1,4 @@
-"""Every row of the §6 error table that a client can provoke, on a real Prosody."""
+"""Every row of the §6 error table that a client can provoke, on a real Prosody and a real ejabberd."""
 
 from __future__ import annotations
 
@@ -62,22 +62,22 @@ async def test_jid_malformed(romeo, jid):
     assert_error(await create(romeo, room=jid), "modify", "jid-malformed")
 
 
-async def test_foreign_conversation(keysrv, prosody, new_user, client_factory):
-    eve = await client_factory(new_user("eve", prosody.other_domain))
-    reply = await create(eve, with_=f"bob@{prosody.other_domain}")
+async def test_foreign_conversation(keysrv, server, new_user, client_factory):
+    eve = await client_factory(new_user("eve", server.other_domain))
+    reply = await create(eve, with_=f"bob@{server.other_domain}")
     assert_error(reply, "cancel", "not-allowed", "foreign-conversation")
     romeo = await client_factory(new_user("romeo"))
-    reply = await create(romeo, room=f"room@muc.{prosody.other_domain}")
+    reply = await create(romeo, room=f"room@muc.{server.other_domain}")
     assert_error(reply, "cancel", "not-allowed", "foreign-conversation")
 
 
-async def test_remote_users_follow_the_same_rules(keysrv_manager, prosody, new_user,
+async def test_remote_users_follow_the_same_rules(keysrv_manager, server, new_user,
                                                   client_factory):
     keysrv_manager.ensure()
-    romeo, eve = new_user("romeo"), new_user("eve", prosody.other_domain)
+    romeo, eve = new_user("romeo"), new_user("eve", server.other_domain)
     r, e = await client_factory(romeo), await client_factory(eve)
     assert_error(await create(e, with_=romeo), "auth", "forbidden", "not-in-roster")
-    prosody.set_roster(romeo, eve, "both")  # only the local party's roster is consulted
+    server.set_roster(romeo, eve, "both")  # only the local party's roster is consulted
     reply = await create(e, with_=romeo)
     assert reply.get("type") == "result"
     assert (await create(r, with_=eve)).get("type") == "result"
@@ -96,20 +96,20 @@ async def test_rate_limited(keysrv_manager, new_user, client_factory):
     assert_error(replies[3], "wait", "resource-constraint", "rate-limited")
 
 
-async def test_lookup_unreachable_is_remote_server_timeout(keysrv_manager, prosody, new_user,
+async def test_lookup_unreachable_is_remote_server_timeout(keysrv_manager, server, new_user,
                                                            client_factory):
-    # down.example.com is a component Prosody knows but nobody serves: the MUC lookup
+    # down.example.com is a component the server knows but nobody serves: the MUC lookup
     # cannot be answered.
     base = keysrv_manager.base["muc_services"]
-    keysrv_manager.ensure(muc_services=[*base, prosody.down_component])
+    keysrv_manager.ensure(muc_services=[*base, server.down_component])
     client = await client_factory(new_user("romeo"))
-    reply = await create(client, room=f"room@{prosody.down_component}")
+    reply = await create(client, room=f"room@{server.down_component}")
     assert_error(reply, "wait", "remote-server-timeout")
 
 
-async def test_error_text_never_carries_key_material(keysrv, prosody, new_user, client_factory):
+async def test_error_text_never_carries_key_material(keysrv, server, new_user, client_factory):
     romeo, juliet = new_user("romeo"), new_user("juliet")
-    prosody.befriend(romeo, juliet)
+    server.befriend(romeo, juliet)
     r = await client_factory(romeo)
     reply = await create(r, with_=juliet)
     material = reply[0].text
@@ -141,13 +141,13 @@ async def test_disco_info(keysrv, new_user, client_factory):
 
 
 async def test_internal_error_when_the_server_grants_no_roster_access(
-    keysrv_manager, prosody, new_user, client_factory
+    keysrv_manager, server, new_user, client_factory
 ):
     # other.example is a VirtualHost without privileged_entities for keysrv: a
     # misconfiguration keysrv must report plainly, after waiting briefly for a grant.
-    keysrv_manager.ensure(domains=[prosody.domain, prosody.other_domain])
-    romeo, eve = new_user("romeo"), new_user("eve", prosody.other_domain)
-    prosody.befriend(romeo, eve)
+    keysrv_manager.ensure(domains=[server.domain, server.other_domain])
+    romeo, eve = new_user("romeo"), new_user("eve", server.other_domain)
+    server.befriend(romeo, eve)
     reply = await create(await client_factory(romeo), with_=eve)
     text = assert_error(reply, "wait", "internal-server-error")
     assert "roster access for other.example" in text

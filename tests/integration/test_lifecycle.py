@@ -1,5 +1,5 @@
 """The process around the keys: restarts and crashes lose nothing, the component
-reconnects to a restarted Prosody, one instance per database, init and check."""
+reconnects to a restarted XMPP server, one instance per database, init and check."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def pair_clients(prosody, new_user, client_factory):
+async def pair_clients(server, new_user, client_factory):
     romeo, juliet = new_user("romeo"), new_user("juliet")
-    prosody.befriend(romeo, juliet)
+    server.befriend(romeo, juliet)
     return romeo, juliet, await client_factory(romeo)
 
 
@@ -37,17 +37,17 @@ async def test_restart_and_crash_keep_every_key(keysrv_manager, pair_clients):
     assert items[0].material == first.material
 
 
-async def test_prosody_restart_reconnects(keysrv_manager, prosody, pair_clients, client_factory):
+async def test_server_restart_reconnects(keysrv_manager, server, pair_clients, client_factory):
     romeo, juliet, r = pair_clients
     inst = keysrv_manager.ensure()
     key = await create_key(r, with_=juliet)
     mark = inst.mark()
-    prosody.restart()
+    server.restart()
     inst.wait_for_log("reconnecting in", timeout=10, after=mark)
     inst.wait_for_log("connected to the XMPP server", timeout=20, after=mark)
     inst.wait_for_log("privileges from", timeout=10, after=mark)
     assert inst.running
-    fresh = await client_factory(juliet)  # the old client connections died with Prosody
+    fresh = await client_factory(juliet)  # the old client connections died with the server
     items = [Key.of(el) for el in await release_keys(fresh, key.id)]
     assert items[0].material == key.material
     assert (await create_key(fresh, with_=romeo)).id == key.id
@@ -104,8 +104,8 @@ async def test_logs_carry_no_key_material(keysrv_manager, pair_clients):
 
 
 @pytest.fixture
-def fresh(prosody, tmp_path) -> KeysrvProcess:
-    inst = KeysrvProcess(tmp_path, base_config(prosody, tmp_path, "secret"))
+def fresh(server, tmp_path) -> KeysrvProcess:
+    inst = KeysrvProcess(tmp_path, base_config(server, tmp_path, "secret"))
     inst.init()
     return inst
 
@@ -136,8 +136,8 @@ def test_check_reports_what_it_found_and_writes_nothing(fresh):
     assert snapshot() == before, "check created or changed files"
 
 
-def test_init_accepts_an_empty_database_file(prosody, tmp_path):
-    inst = KeysrvProcess(tmp_path, base_config(prosody, tmp_path, "secret"))
+def test_init_accepts_an_empty_database_file(server, tmp_path):
+    inst = KeysrvProcess(tmp_path, base_config(server, tmp_path, "secret"))
     (tmp_path / "keys.sqlite3").write_bytes(b"")
     inst.init()
     assert inst.cli("check").returncode == 0
@@ -216,10 +216,10 @@ async def test_tells_systemd_when_ready_and_stopping(keysrv_manager, tmp_path):
         assert b"STOPPING=1" in await asyncio.to_thread(sock.recv, 1024)
 
 
-async def test_sigterm_while_the_server_is_unreachable(prosody, tmp_path):
+async def test_sigterm_while_the_server_is_unreachable(server, tmp_path):
     from harness.prosody import free_ports
 
-    config = base_config(prosody, tmp_path, "secret")
+    config = base_config(server, tmp_path, "secret")
     config["component"]["port"] = free_ports(1)[0]  # nothing listens there
     inst = KeysrvProcess(tmp_path, config)
     inst.init()
@@ -231,8 +231,8 @@ async def test_sigterm_while_the_server_is_unreachable(prosody, tmp_path):
     assert "stopped" in inst.log()
 
 
-def test_run_before_init_says_so(prosody, tmp_path):
-    inst = KeysrvProcess(tmp_path, base_config(prosody, tmp_path, "secret"))
+def test_run_before_init_says_so(server, tmp_path):
+    inst = KeysrvProcess(tmp_path, base_config(server, tmp_path, "secret"))
     done = inst.cli("run", timeout=20)
     assert done.returncode == 1
     assert done.stderr.strip() == (

@@ -104,3 +104,23 @@ def test_empty_component_section_still_requires_jid_and_secret(tmp_path):
 def test_non_finite_and_too_small_numbers_are_refused(tmp_path, key, value):
     found = problems(tmp_path, MINIMAL + f"{key}: {value}\n")
     assert len(found) == 1 and f"{key}." in found[0]
+
+
+@pytest.mark.parametrize("software", ["auto", "prosody", "ejabberd"])
+def test_allow_occupants_is_refused_only_when_the_server_is_ejabberd(tmp_path, software):
+    text = MINIMAL.replace("secret: s3cret}", f"secret: s3cret, software: {software}}}")
+    assert load_config(write(tmp_path, text)).component.software == software
+    with_occupants = text + "policy: {allow_occupants: true}\n"
+    if software != "ejabberd":
+        assert load_config(write(tmp_path, with_occupants)).policy.allow_occupants
+        return
+    (line,) = problems(tmp_path, with_occupants)
+    assert line.startswith(f"{tmp_path / 'keysrv.yml'}: policy.allow_occupants: ejabberd shows")
+
+
+def test_unknown_server_software_is_refused(tmp_path):
+    text = MINIMAL.replace("secret: s3cret}", "secret: s3cret, software: openfire}")
+    assert problems(tmp_path, text) == [
+        f"{tmp_path / 'keysrv.yml'}: component.software: must be one of auto, prosody, "
+        "ejabberd, got 'openfire'"
+    ]

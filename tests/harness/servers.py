@@ -1,0 +1,83 @@
+"""The XMPP servers the integration suite runs on, behind one interface.
+
+Every integration test that takes the ``server`` fixture runs once per server:
+``prosody`` (tests/harness/prosody.py) and ``ejabberd`` (tests/harness/ejabberd.py).
+``KEYSRV_TEST_SERVERS=prosody`` (comma-separated) narrows the run while developing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Protocol
+
+SERVERS = ("prosody", "ejabberd")
+
+
+class ServerError(RuntimeError):
+    """A server failed to start, or an admin command failed (message has the output)."""
+
+
+class XmppServer(Protocol):
+    """What the tests may use of a server: both harness classes provide exactly this."""
+
+    software: str
+    domain: str
+    component: str
+    muc: str
+    down_component: str
+    other_domain: str
+    upload: str
+    c2s_port: int
+    component_port: int
+    http_port: int
+    config_path: Path
+
+    @property
+    def upload_url(self) -> str: ...
+    @property
+    def running(self) -> bool: ...
+    def start(self, timeout: float = ...) -> None: ...
+    def stop(self, timeout: float = ...) -> None: ...
+    def restart(self) -> None: ...
+    def cleanup(self) -> None: ...
+    def register(self, user: str, password: str) -> None: ...
+    def set_roster(
+        self, owner: str, contact: str, subscription: str | None, ask: str | None = None
+    ) -> None: ...
+    def set_rosters(self, items: Iterable[tuple[str, str, str | None, str | None]]) -> None: ...
+    def befriend(self, a: str, b: str) -> None: ...
+    def room_jid(self, room: str) -> str: ...
+    def create_room(
+        self,
+        room: str,
+        owner: str,
+        affiliations: Mapping[str, str] | None = None,
+        members_only: bool = True,
+    ) -> None: ...
+    def set_affiliation(self, room: str, jid: str, affiliation: str) -> None: ...
+    def destroy_room(self, room: str, *, tombstone: bool = True) -> None: ...
+    def log_tail(self, lines: int = 40) -> str: ...
+
+
+def selected() -> list[str]:
+    """The servers to test on: $KEYSRV_TEST_SERVERS, else all of them."""
+    wanted = [s.strip() for s in os.environ.get("KEYSRV_TEST_SERVERS", "").split(",") if s.strip()]
+    unknown = sorted(set(wanted) - set(SERVERS))
+    if unknown:
+        raise ValueError(f"KEYSRV_TEST_SERVERS: unknown server(s) {unknown}; known: {SERVERS}")
+    return wanted or list(SERVERS)
+
+
+def make_server(software: str, workdir: Path, secret: str) -> XmppServer:
+    """A configured, not yet started, server of the given kind."""
+    if software == "prosody":
+        from .prosody import Prosody
+
+        return Prosody(workdir, secret)
+    if software == "ejabberd":
+        from .ejabberd import Ejabberd
+
+        return Ejabberd(workdir, secret)
+    raise ValueError(f"unknown server {software!r}")
