@@ -1,5 +1,5 @@
-"""One-to-one chats on a real Prosody and a real ejabberd: convergence, rotation, release, list, wrap,
-roster policies."""
+"""One-to-one chats on a real Prosody and a real ejabberd: convergence, rotation,
+release, list, wrap, roster policies."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Every row of the §6 error table that a client can provoke, on a real Prosody and a real ejabberd."""
+"""Every row of the §6 error table that a client can provoke, on a real Prosody and a
+real ejabberd."""
 
 from __future__ import annotations
 

@@ -192,7 +192,10 @@ async def test_set_roster_for_online_user(
 
 
 async def test_set_roster_seen_by_privileged_component(
-    server: XmppServer, client_factory: ClientFactory, component: RawComponent, users: dict[str, str]
+    server: XmppServer,
+    client_factory: ClientFactory,
+    component: RawComponent,
+    users: dict[str, str],
 ) -> None:
     """The admin snippet grants roster get; changes are visible to the component at once."""
     first = await component.next()
@@ -362,7 +365,9 @@ async def test_room_and_roster_survive_restart(server: XmppServer, tmp_path: Pat
 # ---------------------------------------------------------------- components
 
 
-async def test_iq_to_unconnected_component(server: XmppServer, client_factory: ClientFactory) -> None:
+async def test_iq_to_unconnected_component(
+    server: XmppServer, client_factory: ClientFactory
+) -> None:
     target = server.down_component
     mallory = await client_factory("mallory")
     started = time.monotonic()
