@@ -33,6 +33,9 @@ Component "keys.example.com"
 -- joining.
 Component "conference.example.com" "muc"
 	admins = { "keys.example.com" }
+	-- Room history (XEP-0313) for members: a new device reads a room's
+	-- past messages from the archive and fetches their keys by id.
+	modules_enabled = { "muc_mam" }
 	-- Defaults for new rooms that suit encrypted group chats: rooms that
 	-- outlive their last occupant, open to members only, showing occupants'
 	-- real JIDs. Room owners can still change these per room.

@@ -216,3 +216,93 @@ async def test_forged_envelope_is_reported_not_dropped(pair, device):
     got = await j.receive()
     assert isinstance(got, Undecryptable) and not got.ok and got.id == "forged-1"
     assert isinstance(got.error, EnvelopeMismatch)
+
+
+# --- keysrv-client, the command (admin-interface.md) --------------------------------
+
+
+def keysrv_client(server, jid: str, home, *args: str, password: str | None = None):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pw = home / "pw"
+    home.mkdir(parents=True, exist_ok=True)
+    pw.write_text((password or password_of(jid)) + "\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "keysrv.client.cli", "--jid", jid, "--password-file", str(pw),
+         "--server", "127.0.0.1", "--port", str(server.c2s_port), "--insecure-plaintext",
+         *args],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "XDG_DATA_HOME": str(home / "data")},
+    )
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    return proc.returncode, lines, proc.stderr
+
+
+async def test_cli_send_and_history_on_a_fresh_home(server, keysrv, pair, tmp_path):
+    romeo, juliet = pair
+    run = asyncio.to_thread
+    code, out, err = await run(keysrv_client, server, romeo, tmp_path / "r", "send", juliet,
+                               "from the command line")
+    assert code == 0, err
+    assert set(out[0]) == {"id", "key"}
+    code, hist, err = await run(keysrv_client, server, juliet, tmp_path / "j", "history", romeo)
+    assert code == 0, err
+    assert [(h["from"], h["to"], h["body"], h["key"], h["ok"]) for h in hist] == [
+        (romeo, juliet, "from the command line", out[0]["key"], True)]
+    assert hist[0]["id"] == out[0]["id"] and hist[0]["time"].endswith("Z")
+    # The key is now cached on juliet's "device": a fresh home has no cache file at all.
+    assert list((tmp_path / "j" / "data" / "keysrv-client").glob("*.sqlite3"))
+
+
+async def test_cli_room_and_max(server, keysrv, new_user, tmp_path):
+    owner, member = new_user("owner"), new_user("member")
+    room = f"cli-{next(_rooms)}@{server.muc}"
+    server.create_room(room, owner, {member: "member"})
+    run = asyncio.to_thread
+    for text in ("one", "two", "three"):
+        code, _, err = await run(keysrv_client, server, owner, tmp_path / "o", "send", room,
+                                 text, "--room")
+        assert code == 0, err
+    code, hist, err = await run(keysrv_client, server, member, tmp_path / "m", "history", room,
+                                "--room", "--max", "2")
+    assert code == 0, err
+    assert [h["body"] for h in hist] == ["two", "three"]
+    assert all(h["ok"] and h["from"].startswith(room + "/") and h["to"] == room for h in hist)
+
+
+async def test_cli_files(server, keysrv, pair, tmp_path):
+    romeo, juliet = pair
+    src = tmp_path / "note.txt"
+    src.write_bytes(b"meet me at the balcony\n" * 100)
+    run = asyncio.to_thread
+    code, out, err = await run(keysrv_client, server, romeo, tmp_path / "r", "send-file",
+                               juliet, str(src))
+    assert code == 0, err
+    assert out[0]["url"].startswith("aesgcm://") and out[0]["key"]
+    code, hist, err = await run(keysrv_client, server, juliet, tmp_path / "j", "history", romeo)
+    assert code == 0 and hist[-1]["url"] == out[0]["url"], err
+    dest = tmp_path / "got.txt"
+    code, got, err = await run(keysrv_client, server, juliet, tmp_path / "j", "get-file",
+                               out[0]["url"], str(dest))
+    assert code == 0, err
+    assert dest.read_bytes() == src.read_bytes() and got == [
+        {"path": str(dest), "size": len(src.read_bytes())}]
+
+
+async def test_cli_failures_are_one_line(server, keysrv, pair, new_user, tmp_path):
+    romeo, juliet = pair
+    run = asyncio.to_thread
+    code, out, err = await run(keysrv_client, server, romeo, tmp_path / "x", "send", juliet,
+                               "hi", password="wrong")
+    assert code == 1 and out == [] and err.count("\n") == 1 and "authentication" in err
+    mallory = new_user("mallory")
+    code, out, err = await run(keysrv_client, server, mallory, tmp_path / "m", "send", juliet,
+                               "let me in")
+    assert code == 1 and out == [] and err.count("\n") == 1
+    assert "not in the roster" in err and "Traceback" not in err
+    code, out, err = await run(keysrv_client, server, juliet, tmp_path / "j", "get-file",
+                               "aesgcm://127.0.0.1:1/x#00", str(tmp_path / "o"))
+    assert code == 1 and err.count("\n") == 1 and not (tmp_path / "o").exists()
