@@ -141,5 +141,6 @@ service, the rest building and serialising the stanza).
 
 {table}
 
-Re-run: `.venv/bin/python scripts/bench.py` (rewrites this file).
+Re-run: `.venv/bin/python scripts/bench.py` (rewrites this file). What a client spends per
+message (bytes and CPU) is in [client-benchmarks.md](client-benchmarks.md).
 """)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import string
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from xml.etree import ElementTree as ET
@@ -32,7 +31,6 @@ MAX_RPAD = 200
 MAX_ENCRYPTED_CHARS = 256 * 1024  # base64 characters; about 192 KiB of ciphertext
 TAG_BYTES = 16
 
-_RPAD_ALPHABET = string.ascii_letters + string.digits + "-_"
 _STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 _NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -283,7 +281,7 @@ def utc_stamp() -> str:
 
 def _random_rpad() -> str:
     n = secrets.randbelow(MAX_RPAD + 1)
-    return "".join(secrets.choice(_RPAD_ALPHABET) for _ in range(n))
+    return secrets.token_urlsafe(MAX_RPAD)[:n]  # 64 symbols [A-Za-z0-9_-], uniform
 
 
 def _q(ns: str, name: str) -> str:
