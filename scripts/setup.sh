@@ -14,8 +14,17 @@ need_debs() {
   if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # The tests and the demo start their own servers on random loopback ports:
+    # keep apt from starting the system services (prosody, ejabberd) meanwhile.
+    local policy=/usr/sbin/policy-rc.d own_policy=""
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy" && own_policy=1
+    fi
+    local rc=0
+    { apt-get update -qq \
+        && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } || rc=$?
+    if [ -n "$own_policy" ]; then rm -f "$policy"; fi
+    return "$rc"
   fi
 }
 
@@ -44,4 +53,10 @@ need_venv() {
 # The Prosody the tests and the demo start themselves (never the system service).
 need_prosody() {
   need_debs prosody prosody-modules
+}
+
+# The ejabberd the integration suite starts itself (private Erlang node, never
+# the system service).
+need_ejabberd() {
+  need_debs ejabberd
 }

@@ -173,6 +173,10 @@ class Prosody:
     # ------------------------------------------------------------------ config
 
     @property
+    def down_component_port(self) -> int:
+        return self.component_port  # one component port for every component
+
+    @property
     def upload_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}/"
 

@@ -29,8 +29,10 @@ class XmppServer(Protocol):
     down_component: str
     other_domain: str
     upload: str
+    secret: str  # keys.example.com's; down.example.com's is secret + "-down"
     c2s_port: int
     component_port: int
+    down_component_port: int  # where down.example.com may connect (never does by itself)
     http_port: int
     config_path: Path
 

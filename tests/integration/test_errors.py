@@ -4,6 +4,7 @@ real ejabberd."""
 from __future__ import annotations
 
 import base64
+import time
 
 import pytest
 from kit import NS, SERVICE, ask, assert_error, create
@@ -97,15 +98,38 @@ async def test_rate_limited(keysrv_manager, new_user, client_factory):
     assert_error(replies[3], "wait", "resource-constraint", "rate-limited")
 
 
-async def test_lookup_unreachable_is_remote_server_timeout(keysrv_manager, server, new_user,
+async def test_silent_muc_service_is_remote_server_timeout(keysrv_manager, server, new_user,
                                                            client_factory):
-    # down.example.com is a component the server knows but nobody serves: the MUC lookup
-    # cannot be answered.
+    """down.example.com connects as a component but never answers: the lookup times out."""
+    from harness.raw_component import RawComponent
+
+    base = keysrv_manager.base["muc_services"]
+    keysrv_manager.ensure(muc_services=[*base, server.down_component],
+                          limits={"lookup_timeout": "1s"})
+    silent = await RawComponent.connect(server.down_component_port, server.down_component,
+                                        server.secret + "-down")
+    try:
+        client = await client_factory(new_user("romeo"))
+        started = time.monotonic()
+        reply = await create(client, room=f"room@{server.down_component}")
+        assert_error(reply, "wait", "remote-server-timeout")
+        assert 1 <= time.monotonic() - started < 3
+    finally:
+        await silent.close()
+
+
+async def test_unconnected_muc_service(keysrv_manager, server, new_user, client_factory):
+    """Nobody serves down.example.com. Prosody says so (remote-server-timeout, passed on);
+    ejabberd in the tests (s2s off) answers forbidden, which keysrv cannot tell from a
+    refusal of the MUC service itself, so it reports an internal error naming it."""
     base = keysrv_manager.base["muc_services"]
     keysrv_manager.ensure(muc_services=[*base, server.down_component])
     client = await client_factory(new_user("romeo"))
     reply = await create(client, room=f"room@{server.down_component}")
-    assert_error(reply, "wait", "remote-server-timeout")
+    if server.software == "prosody":
+        assert_error(reply, "wait", "remote-server-timeout")
+    else:
+        assert "forbidden" in assert_error(reply, "wait", "internal-server-error")
 
 
 async def test_error_text_never_carries_key_material(keysrv, server, new_user, client_factory):

@@ -62,7 +62,17 @@ async def test_second_instance_is_refused(keysrv_manager, pair_clients):
     assert code == 1 and time.monotonic() - started < 10
     assert "already serving" in inst.log()
     assert inst.running
-    assert (await create_key(r, with_=juliet)).id  # the first one still serves
+    # The first one still serves everything: ejabberd would share stanzas between two
+    # connected instances, so a second one that got as far as connecting would lose
+    # some of these answers (and Prosody would have refused it with conflict).
+    keys = await asyncio.gather(*(create_key(r, with_=juliet) for _ in range(20)))
+    assert len({k.id for k in keys}) == 1
+    assert "connected to the XMPP server" not in second_log(inst)
+
+
+def second_log(inst: KeysrvProcess) -> str:
+    """The shared log since the second instance was spawned (spawn() moves the mark)."""
+    return inst.log(since_start=True)
 
 
 async def test_wrong_secret_fails_with_a_clear_line(keysrv_manager, tmp_path):
