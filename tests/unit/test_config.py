@@ -85,10 +85,12 @@ def test_secret_file_and_bad_yaml(tmp_path):
         problems(tmp_path, MINIMAL.replace("[example.com]", "[user@example.com]")))
 
 
-def test_admin_guide_quotes_the_prosody_snippet_verbatim():
+@pytest.mark.parametrize(("snippet", "lang"), [("prosody/keysrv.cfg.lua", "lua"),
+                                               ("ejabberd/keysrv.yml", "yaml")])
+def test_admin_guide_quotes_the_server_snippets_verbatim(snippet, lang):
     root = Path(__file__).parents[2]
-    snippet = (root / "config" / "prosody" / "keysrv.cfg.lua").read_text()
-    assert f"```lua\n{snippet}```" in (root / "docs" / "admin.md").read_text()
+    text = (root / "config" / snippet).read_text()
+    assert f"```{lang}\n{text}```" in (root / "docs" / "admin.md").read_text()
 
 
 def test_empty_component_section_still_requires_jid_and_secret(tmp_path):
