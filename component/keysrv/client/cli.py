@@ -104,9 +104,9 @@ async def cmd_send_file(session: Session, args: argparse.Namespace) -> None:
     except OSError as exc:
         raise ClientError(f"cannot read {args.path}: {exc.strerror}") from None
     to = bare(args.to)
-    url = await upload.upload_encrypted(
-        session.xmpp, data, args.path.name, timeout=args.timeout
-    )
+    # The upload service sees the name: send a random one (the suffix helps apps).
+    name = f"{secrets.token_hex(8)}{args.path.suffix[:16]}"
+    url = await upload.upload_encrypted(session.xmpp, data, name, timeout=args.timeout)
     if args.room:
         await _join(session, to, args.timeout)
     sent = await session.keysrv.send_text(to, None, room=args.room, url=url)

@@ -275,7 +275,7 @@ class KeysrvPlugin(BasePlugin):
         ids = [key_id for key_id, _ in found if key_id]
         try:
             released = await self.keys(ids)
-        except errors.ServiceError as exc:
+        except errors.ClientError as exc:  # the service refused, failed or is not found
             return [self._fail(el, kid, exc) for el, (kid, _) in zip(messages, found, strict=True)]
         results: list[Received] = []
         for el, (key_id, text) in zip(messages, found, strict=True):

@@ -56,7 +56,10 @@ async def upload_encrypted(
     service: str | None = None,
     timeout: float = 10.0,
 ) -> str:
-    """Encrypt `plain` with a fresh key and IV, upload it, return the aesgcm:// URL."""
+    """Encrypt `plain` with a fresh key and IV, upload it, return the aesgcm:// URL.
+
+    The upload service sees `filename` and the size, never the content: pass a
+    meaningless name if the name itself is private."""
     sealed = files.encrypt_file(plain)
     service = service or await find_upload_service(xmpp, timeout)
     request = ET.Element(
