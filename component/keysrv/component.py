@@ -72,7 +72,7 @@ class KeyComponent(ComponentXMPP):
         self._reconnect: asyncio.TimerHandle | None = None
         self._backoff = Backoff()
         self._disco_published = False
-        self._software_checked = False
+        self._checked = False  # which server software, once (allow_occupants needs it)
         self.fatal: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.on_ready: Callable[[], None] | None = None
 
@@ -131,8 +131,9 @@ class KeyComponent(ComponentXMPP):
         self._backoff.reset()
         self._publish_disco()
         log.info("connected to the XMPP server as %s", self.boundjid.bare)
-        if self._config.policy.allow_occupants and not self._software_checked:
-            self._software_checked = True
+        c = self._config
+        if c.policy.allow_occupants and c.component.software == "auto" and not self._checked:
+            self._checked = True
             if not await self._occupants_visible():
                 return
         if self.on_ready is not None:

@@ -115,19 +115,32 @@ async def test_new_device_reads_the_whole_history(pair, device):
 
 async def test_history_keys_are_released_in_batches(pair, device):
     romeo, juliet = pair
-    r, j = await device(romeo), await device(juliet)
+    # juliet online (so nothing waits in offline storage for the fresh device below)
+    r, _ = await device(romeo), await device(juliet)
     for i in range(5):  # five keys: each message after a rotation
         key = await r.keysrv.current_key(peer=juliet)
         await r.keysrv.rotate(peer=juliet, previous=key.id)
         await r.keysrv.send_text(juliet, f"m{i}")
     await asyncio.sleep(0.3)
     fresh = await device(juliet)
+    await fresh.keysrv.service()
     fresh.keysrv._max_batch = 2  # as if the service advertised max-batch 2
+    releases = []
+    query = fresh.keysrv._query
+
+    async def counting(to, itype, payload):
+        if payload.tag.endswith("}release"):
+            releases.append(len(payload) - 1)  # <key/> children, without <wrap/>
+        return await query(to, itype, payload)
+
+    fresh.keysrv._query = counting
     entries = await mam.last_messages(fresh.session.xmpp, with_=romeo, count=10)
     results = await fresh.keysrv.decrypt_many([e.message for e in entries])
     assert [x.body for x in results] == [f"m{i}" for i in range(5)]
     assert len({x.key for x in results}) == 5
-    del j
+    assert releases == [2, 2, 1]
+    again = await fresh.keysrv.decrypt_many([e.message for e in entries])  # all cached now
+    assert [x.body for x in again] == [x.body for x in results] and releases == [2, 2, 1]
 
 
 async def test_room_chat(server, new_user, device):
@@ -253,8 +266,11 @@ async def test_cli_send_and_history_on_a_fresh_home(server, keysrv, pair, tmp_pa
     assert [(h["from"], h["to"], h["body"], h["key"], h["ok"]) for h in hist] == [
         (romeo, juliet, "from the command line", out[0]["key"], True)]
     assert hist[0]["id"] == out[0]["id"] and hist[0]["time"].endswith("Z")
-    # The key is now cached on juliet's "device": a fresh home has no cache file at all.
-    assert list((tmp_path / "j" / "data" / "keysrv-client").glob("*.sqlite3"))
+    # The released key is now cached on juliet's "device" (her XDG data home).
+    import sqlite3
+    (db,) = (tmp_path / "j" / "data" / "keysrv-client").glob("*.sqlite3")
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT id FROM keys").fetchall() == [(out[0]["key"],)]
 
 
 async def test_cli_room_and_max(server, keysrv, new_user, tmp_path):
@@ -306,3 +322,7 @@ async def test_cli_failures_are_one_line(server, keysrv, pair, new_user, tmp_pat
     code, out, err = await run(keysrv_client, server, juliet, tmp_path / "j", "get-file",
                                "aesgcm://127.0.0.1:1/x#00", str(tmp_path / "o"))
     assert code == 1 and err.count("\n") == 1 and not (tmp_path / "o").exists()
+    for bad in (("history",), ("send", juliet, "bad \x01 character"), ("frobnicate",)):
+        code, out, err = await run(keysrv_client, server, juliet, tmp_path / "j", *bad)
+        assert (code, out, err.count("\n")) == (1, [], 1), err
+        assert "Traceback" not in err and "usage" not in err

@@ -11,15 +11,18 @@ import json
 import logging
 import os
 import secrets
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import NoReturn
 
 from slixmpp import JID
 
 from ..jids import JidError, bare
-from . import mam, upload
+from . import files, mam, upload
 from .errors import ClientError
+from .files import is_loopback
 from .plugin import Decrypted, Received
 from .session import Account, Session
 
@@ -31,8 +34,13 @@ def _out(obj: dict[str, object]) -> None:
     print(json.dumps(obj, ensure_ascii=False), flush=True)
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line and exit 1, as every failure
+        raise ClientError(message)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="keysrv-client", description="Encrypted messages and files with a keysrv service."
     )
     p.add_argument("--jid", required=True, help="the account's bare JID")
@@ -43,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="no TLS at all: loopback tests only")
     p.add_argument("--service", help="the key service JID (default: discovered)")
     p.add_argument("--timeout", type=float, default=15.0, help="seconds per network step")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     send = sub.add_parser("send", help="encrypt and send TEXT to TO")
     send.add_argument("to")
     send.add_argument("text")
@@ -71,6 +79,8 @@ def _account(args: argparse.Namespace) -> Account:
         jid = bare(args.jid)
     except JidError as exc:
         raise ClientError(f"--jid: {exc}") from None
+    if args.insecure_plaintext and not is_loopback(args.server or ""):
+        raise ClientError("--insecure-plaintext needs --server on a loopback address")
     return Account(
         jid=jid, password=password, server=args.server, port=args.port,
         insecure_plaintext=args.insecure_plaintext, service=args.service,
@@ -100,6 +110,8 @@ async def cmd_send(session: Session, args: argparse.Namespace) -> None:
 
 async def cmd_send_file(session: Session, args: argparse.Namespace) -> None:
     try:
+        if (await asyncio.to_thread(args.path.stat)).st_size > files.MAX_FILE_BYTES:
+            raise ClientError(f"{args.path} is larger than {files.MAX_FILE_BYTES} bytes")
         data = await asyncio.to_thread(args.path.read_bytes)
     except OSError as exc:
         raise ClientError(f"cannot read {args.path}: {exc.strerror}") from None
@@ -175,16 +187,22 @@ async def _run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.CRITICAL)  # slixmpp's own chatter stays off stderr
     try:
+        args = _parser().parse_args(argv)
         asyncio.run(_run(args))
-    except (ClientError, JidError) as exc:
-        print(f"keysrv-client: {exc}", file=sys.stderr)
-        return 1
+    except (ClientError, JidError, ValueError) as exc:
+        return _fail(str(exc))
+    except (OSError, sqlite3.Error) as exc:
+        return _fail(f"local storage: {exc}")
     except KeyboardInterrupt:
-        return 1
+        return _fail("interrupted")
     return 0
+
+
+def _fail(reason: str) -> int:
+    print(f"keysrv-client: {' '.join(reason.split())}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

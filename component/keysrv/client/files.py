@@ -93,7 +93,7 @@ def parse_aesgcm_url(url: str) -> tuple[str, bytes, bytes]:
             "The aesgcm:// fragment must be 88 or 96 hex characters (12- or 16-byte IV + key)."
         )
     raw = bytes.fromhex(fragment)
-    fetch = "http" if _is_loopback(_host(rest)) else "https"
+    fetch = "http" if is_loopback(_host(rest)) else "https"
     return f"{fetch}://{rest}", raw[:iv_len], raw[iv_len:]
 
 
@@ -123,7 +123,8 @@ def _host(rest: str) -> str:
     return parts.hostname
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1."""
     if host == "localhost":
         return True
     try:
@@ -133,5 +134,5 @@ def _is_loopback(host: str) -> bool:
 
 
 def _require_loopback(rest: str, what: str) -> None:
-    if not _is_loopback(_host(rest)):
+    if not is_loopback(_host(rest)):
         raise FileError(f"{what} is allowed only for a loopback host.")

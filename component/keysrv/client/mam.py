@@ -13,6 +13,7 @@ from slixmpp.xmlstream import StanzaBase
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
+from ..jids import JidError, bare
 from . import errors
 
 MAM_NS = "urn:xmpp:mam:2"
@@ -61,6 +62,8 @@ async def last_messages(
     """
     count = max(0, min(count, MAX_MESSAGES))
     owner = archive or "this account"
+    me = xmpp.boundjid.bare
+    archive = bare(archive) if archive else None
     collected: list[Archived] = []
     before = ""
     while len(collected) < count:
@@ -71,6 +74,12 @@ async def last_messages(
             result = stanza.xml.find(f"{{{MAM_NS}}}result")
             if result is None or result.get("queryid") != queryid:
                 return
+            try:
+                sender = bare(stanza.xml.get("from") or me)
+            except JidError:
+                return
+            if sender != (archive or me):
+                return  # only the queried archive may answer (XEP-0313)
             forwarded = result.find(f"{{{FORWARD_NS}}}forwarded")
             inner = forwarded.find(f"{{{CLIENT_NS}}}message") if forwarded is not None else None
             if inner is None:

@@ -28,14 +28,12 @@ from slixmpp.xmlstream.matcher import MatchXPath
 
 from .. import NS
 from ..jids import JidError, bare
-from . import errors, message, protocol
+from . import discovery, errors, message, protocol
 from .cache import KeyCache, MemoryKeyCache
 from .model import ConversationKey
 
 log = logging.getLogger(__name__)
 CLIENT_NS = "jabber:client"
-DISCO_INFO_NS = "http://jabber.org/protocol/disco#info"
-DISCO_ITEMS_NS = "http://jabber.org/protocol/disco#items"
 MUC_USER_NS = "http://jabber.org/protocol/muc#user"
 DELAY_NS = "urn:xmpp:delay"
 DEFAULT_MAX_BATCH = 100
@@ -97,6 +95,7 @@ class KeysrvPlugin(BasePlugin):
         self._service: str | None = self.config.get("service")
         self._max_batch = DEFAULT_MAX_BATCH
         self._discovered = False
+        self._timeout = float(self.config.get("timeout", 10.0))
         self.xmpp.register_handler(
             CoroutineCallback(
                 "keysrv message",
@@ -125,25 +124,17 @@ class KeysrvPlugin(BasePlugin):
         return self._max_batch
 
     async def _find_service(self) -> str:
-        domain = self.xmpp.boundjid.domain
-        items = await self._query(domain, "get", ET.Element(f"{{{DISCO_ITEMS_NS}}}query"))
-        for item in items.iter(f"{{{DISCO_ITEMS_NS}}}item"):
-            jid = item.get("jid", "")
-            try:
-                info = await self._query(jid, "get", ET.Element(f"{{{DISCO_INFO_NS}}}query"))
-            except errors.ClientError:
-                continue
-            if any(f.get("var") == NS for f in info.iter(f"{{{DISCO_INFO_NS}}}feature")):
-                return jid
-        raise errors.ServiceNotFound(f"no keysrv service among the items of {domain}")
+        found = await discovery.find_component(self.xmpp, NS, self._timeout)
+        if found is None:
+            domain = self.xmpp.boundjid.domain
+            raise errors.ServiceNotFound(f"no keysrv service among the items of {domain}")
+        return found
 
     async def _read_info(self, jid: str) -> None:
-        try:
-            info = await self._query(jid, "get", ET.Element(f"{{{DISCO_INFO_NS}}}query"))
-        except errors.ClientError as exc:
-            raise errors.ServiceNotFound(f"{jid} does not answer disco#info: {exc}") from None
-        if not any(f.get("var") == NS for f in info.iter(f"{{{DISCO_INFO_NS}}}feature")):
-            raise errors.ServiceNotFound(f"{jid} is not a keysrv service")
+        info = await discovery.disco_info(self.xmpp, jid, self._timeout)
+        if not discovery.has_feature(info, NS):
+            raise errors.ServiceNotFound(f"{jid} is not a keysrv service (disco#info)")
+        assert info is not None
         for field in info.iter("{jabber:x:data}field"):
             if field.get("var") == "max-batch":
                 value = field.findtext("{jabber:x:data}value", "")
@@ -158,7 +149,7 @@ class KeysrvPlugin(BasePlugin):
         iq.xml.append(payload)
         what = payload.tag.split("}", 1)[-1]
         try:
-            reply = await iq.send(timeout=self.config.get("timeout", 10.0))
+            reply = await iq.send(timeout=self._timeout)
         except IqError as exc:
             raise protocol.service_error(exc.iq.xml.find(f"{{{CLIENT_NS}}}error"), what) from None
         except IqTimeout:

@@ -123,7 +123,7 @@ def parse_release(payload: ET.Element | None, unwrapper: Unwrapper) -> Released:
     for el in payload.findall(q("key")):
         key_id = el.get("id", "")
         if el.get("error"):
-            refused[key_id] = el.get("error", "forbidden")
+            refused[key_id] = el.get("error", "")
         else:
             keys[key_id] = parse_key(el, unwrapper)
     return Released(keys, refused)

@@ -90,12 +90,11 @@ async def _connect(xmpp: ClientXMPP, account: Account, timeout: float) -> None:
         xmpp.connect()
     try:
         await asyncio.wait_for(started, timeout)
-    except TimeoutError:
-        xmpp.cancel_connection_attempt()
-        raise ClientError(f"{account.jid}: no session within {timeout:g} s") from None
-    except BaseException:
+    except BaseException as exc:
         xmpp.cancel_connection_attempt()
         if xmpp.transport is not None:
             xmpp.abort()
+        if isinstance(exc, TimeoutError):
+            raise ClientError(f"{account.jid}: no session within {timeout:g} s") from None
         raise
     xmpp.send_presence()

@@ -12,12 +12,11 @@ from xml.etree import ElementTree as ET
 from slixmpp import ClientXMPP
 from slixmpp.exceptions import IqError, IqTimeout
 
-from . import errors, files
+from . import discovery, errors, files
 
 UPLOAD_NS = "urn:xmpp:http:upload:0"
-DISCO_INFO_NS = "http://jabber.org/protocol/disco#info"
-DISCO_ITEMS_NS = "http://jabber.org/protocol/disco#items"
 HTTP_TIMEOUT = 60.0
+_MAX_DOWNLOAD = files.MAX_FILE_BYTES + files.TAG_BYTES  # ciphertext || tag
 _ALLOWED_HEADERS = {"authorization", "cookie", "expires"}  # XEP-0363 §5
 
 
@@ -35,17 +34,11 @@ async def _iq(xmpp: ClientXMPP, to: str, payload: ET.Element, timeout: float) ->
 
 
 async def find_upload_service(xmpp: ClientXMPP, timeout: float = 10.0) -> str:
-    domain = xmpp.boundjid.domain
-    items = await _iq(xmpp, domain, ET.Element(f"{{{DISCO_ITEMS_NS}}}query"), timeout)
-    for item in items.iter(f"{{{DISCO_ITEMS_NS}}}item"):
-        jid = item.get("jid", "")
-        try:
-            info = await _iq(xmpp, jid, ET.Element(f"{{{DISCO_INFO_NS}}}query"), timeout)
-        except errors.FileError:
-            continue
-        if any(f.get("var") == UPLOAD_NS for f in info.iter(f"{{{DISCO_INFO_NS}}}feature")):
-            return jid
-    raise errors.FileError(f"no HTTP upload service (XEP-0363) among the items of {domain}")
+    found = await discovery.find_component(xmpp, UPLOAD_NS, timeout)
+    if found is None:
+        domain = xmpp.boundjid.domain
+        raise errors.FileError(f"no HTTP upload service (XEP-0363) among the items of {domain}")
+    return found
 
 
 async def upload_encrypted(
@@ -60,7 +53,7 @@ async def upload_encrypted(
 
     The upload service sees `filename` and the size, never the content: pass a
     meaningless name if the name itself is private."""
-    sealed = files.encrypt_file(plain)
+    sealed = await asyncio.to_thread(files.encrypt_file, plain)  # up to 100 MiB of AES
     service = service or await find_upload_service(xmpp, timeout)
     request = ET.Element(
         f"{{{UPLOAD_NS}}}request",
@@ -89,7 +82,7 @@ async def download_decrypted(url: str) -> bytes:
     """Fetch an aesgcm:// URL and decrypt it (12- or 16-byte IV)."""
     fetch, iv, key = files.parse_aesgcm_url(url)
     data = await asyncio.to_thread(_get, fetch)
-    return files.decrypt_file(data, iv, key)
+    return await asyncio.to_thread(files.decrypt_file, data, iv, key)
 
 
 def _put(url: str, data: bytes, headers: dict[str, str]) -> None:
@@ -112,11 +105,11 @@ def _put(url: str, data: bytes, headers: dict[str, str]) -> None:
 def _get(url: str) -> bytes:
     try:
         with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT) as response:
-            data: bytes = response.read(files.MAX_FILE_BYTES + 1)
+            data: bytes = response.read(_MAX_DOWNLOAD + 1)
     except urllib.error.HTTPError as exc:
         raise errors.FileError(f"the download failed: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise errors.FileError(f"the download failed: {exc}") from None
-    if len(data) > files.MAX_FILE_BYTES:
+    if len(data) > _MAX_DOWNLOAD:
         raise errors.FileError(f"the file is larger than {files.MAX_FILE_BYTES} bytes")
     return data
