@@ -64,7 +64,7 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from .prosody import AFFILIATIONS, SUBSCRIPTIONS, _port_open, _tail, free_ports
-from .servers import ServerError
+from .servers import ServerError, ServerProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SNIPPET_PATH = REPO_ROOT / "config" / "ejabberd" / "keysrv.yml"
@@ -159,11 +159,13 @@ def _executable(name: str, *fallbacks: str) -> str:
     raise EjabberdError(f"{name} not found (is the ejabberd package installed?)")
 
 
-class Ejabberd:
+class Ejabberd(ServerProcess):
     """One ejabberd node serving example.com (+ other.example), keys.example.com's
     component port, conference.example.com and upload.example.com."""
 
-    software = "ejabberd"
+    software = name = "ejabberd"
+    start_timeout = 20.0
+    error = EjabberdError
     domain = "example.com"
     component = "keys.example.com"
     muc = "conference.example.com"
@@ -193,8 +195,7 @@ class Ejabberd:
         digest = hashlib.sha1(str(self.workdir).encode()).hexdigest()[:10]
         self.node = f"keysrv-test-{digest}@localhost"
         self._pick_ports()
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._started = False
+        super().__init__()
         atexit.register(self.stop)  # never leave a server behind
 
     def _pick_ports(self) -> None:
@@ -334,31 +335,6 @@ EJABBERD_BYPASS_WARNINGS=true
 
     # ------------------------------------------------------------- lifecycle
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        """PID of ``ejabberdctl foreground-quiet`` (leader of the node's process group)."""
-        return self._proc.pid if self._proc is not None else None
-
-    def start(self, timeout: float = 20.0) -> None:
-        """Start ejabberd and wait until it is ready (see the module docstring).
-
-        If a port picked at init was taken meanwhile, the first start picks new ports
-        (up to 3 tries); later starts keep the ports clients already know.
-        """
-        if self.running:
-            raise EjabberdError("ejabberd is already running")
-        for attempt in range(3):
-            if self._start_once(timeout):
-                self._started = True
-                return
-            if self._started or attempt == 2:
-                raise EjabberdError(f"ejabberd could not bind its ports\n{self._tails()}")
-            self._pick_ports()
-
     def _start_once(self, timeout: float) -> bool:
         """One start; False if a port could not be bound (server stopped again)."""
         self._write_files()
@@ -448,21 +424,9 @@ EJABBERD_BYPASS_WARNINGS=true
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
 
-    def restart(self) -> None:
-        """stop() and start() on the same ports; users, rosters and rooms persist."""
-        self.stop()
-        self.start()
-
     def cleanup(self) -> None:
         """stop() (everything else lives in workdir)."""
         self.stop()
-
-    def __enter__(self) -> Ejabberd:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.cleanup()
 
     # ------------------------------------------------------------ admin calls
 

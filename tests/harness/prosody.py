@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from .servers import ServerError
+from .servers import ServerError, ServerProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SNIPPET_PATH = REPO_ROOT / "config" / "prosody" / "keysrv.cfg.lua"
@@ -134,10 +134,11 @@ end
 """
 
 
-class Prosody:
+class Prosody(ServerProcess):
     """One Prosody process serving example.com, keys.example.com and conference.example.com."""
 
-    software = "prosody"
+    software = name = "prosody"
+    error = ProsodyError
     domain = "example.com"
     component = "keys.example.com"
     muc = "conference.example.com"
@@ -159,15 +160,14 @@ class Prosody:
         self.data_dir = self.workdir / "data"
         self.cert_dir = self.workdir / "certs"
         self.pid_path = self.workdir / "prosody.pid"
-        self.c2s_port, self.component_port, self.http_port = free_ports(3)
+        self._pick_ports()
         socket_path = self.data_dir / "prosody.sock"
         self._socket_tmpdir: Path | None = None
         if len(str(socket_path)) > _MAX_SOCKET_PATH:
             self._socket_tmpdir = Path(tempfile.mkdtemp(prefix="prosody-"))
             socket_path = self._socket_tmpdir / "prosody.sock"
         self.admin_socket = socket_path
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._started = False
+        super().__init__()
         atexit.register(self.stop)  # never leave a server behind
 
     # ------------------------------------------------------------------ config
@@ -239,34 +239,13 @@ Component {q(self.upload)} "http_file_share"
 
     # ------------------------------------------------------------- lifecycle
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    def start(self, timeout: float = 10.0) -> None:
-        """Start Prosody and wait until its c2s and component ports accept connections.
-
-        If a port picked at init was taken meanwhile, the first start picks new ports
-        (up to 3 tries); later starts keep the ports clients already know.
-        """
-        if self.running:
-            raise ProsodyError("Prosody is already running")
-        for directory in (self.workdir, self.data_dir, self.cert_dir):
-            directory.mkdir(parents=True, exist_ok=True)
-        for attempt in range(3):
-            if self._start_once(timeout):
-                self._started = True
-                return
-            if self._started or attempt == 2:
-                raise ProsodyError(f"Prosody could not bind its ports\n{self._tails()}")
-            self.c2s_port, self.component_port, self.http_port = free_ports(3)
+    def _pick_ports(self) -> None:
+        self.c2s_port, self.component_port, self.http_port = free_ports(3)
 
     def _start_once(self, timeout: float) -> bool:
         """One start; False if a port could not be bound (server stopped again)."""
+        for directory in (self.workdir, self.data_dir, self.cert_dir):
+            directory.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self.config_text(), encoding="utf-8")
         log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.stdout_path, "ab") as out:
@@ -319,22 +298,11 @@ Component {q(self.upload)} "http_file_share"
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
     def cleanup(self) -> None:
         """stop(), and remove the out-of-tree socket directory if one was needed."""
         self.stop()
         if self._socket_tmpdir is not None:
             shutil.rmtree(self._socket_tmpdir, ignore_errors=True)
-
-    def __enter__(self) -> Prosody:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.cleanup()
 
     # ----------------------------------------------------------- prosodyctl
 

@@ -8,15 +8,82 @@ Every integration test that takes the ``server`` fixture runs once per server:
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol, Self
 
 SERVERS = ("prosody", "ejabberd")
 
 
 class ServerError(RuntimeError):
     """A server failed to start, or an admin command failed (message has the output)."""
+
+
+class ServerProcess:
+    """The life cycle both harness servers share: one child process (the leader of
+    its own process group), started with retries on a port clash, stopped for sure.
+
+    Subclasses provide _start_once(), _pick_ports(), _tails(), stop() and cleanup().
+    """
+
+    name: ClassVar[str]
+    error: ClassVar[type[ServerError]] = ServerError
+    start_timeout: ClassVar[float] = 10.0
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._started = False
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self, timeout: float | None = None) -> None:
+        """Start and wait until ready. If a port picked at init was taken meanwhile,
+        the first start picks new ports (up to 3 tries); later starts keep the ports
+        clients already know."""
+        if self.running:
+            raise self.error(f"{self.name} is already running")
+        for attempt in range(3):
+            if self._start_once(timeout or self.start_timeout):
+                self._started = True
+                return
+            if self._started or attempt == 2:
+                raise self.error(f"{self.name} could not bind its ports\n{self._tails()}")
+            self._pick_ports()
+
+    def restart(self) -> None:
+        """stop() and start() on the same ports; users, rosters and rooms persist."""
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    def _start_once(self, timeout: float) -> bool:
+        """One start; False if a port could not be bound (server stopped again)."""
+        raise NotImplementedError
+
+    def _pick_ports(self) -> None:
+        raise NotImplementedError
+
+    def _tails(self) -> str:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 10.0) -> None:
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        raise NotImplementedError
 
 
 class XmppServer(Protocol):
@@ -40,7 +107,7 @@ class XmppServer(Protocol):
     def upload_url(self) -> str: ...
     @property
     def running(self) -> bool: ...
-    def start(self, timeout: float = ...) -> None: ...
+    def start(self, timeout: float | None = None) -> None: ...
     def stop(self, timeout: float = ...) -> None: ...
     def restart(self) -> None: ...
     def cleanup(self) -> None: ...
