@@ -63,8 +63,16 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from .prosody import AFFILIATIONS, SUBSCRIPTIONS, _port_open, _tail, free_ports
-from .servers import ServerError, ServerProcess
+from .prosody import _port_open, free_ports
+from .servers import (
+    RosterChange,
+    ServerError,
+    ServerProcess,
+    check_affiliation,
+    check_bare,
+    check_roster_change,
+    read_from,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SNIPPET_PATH = REPO_ROOT / "config" / "ejabberd" / "keysrv.yml"
@@ -371,11 +379,11 @@ EJABBERD_BYPASS_WARNINGS=true
             f"Start accepting TCP connections at 127.0.0.1:{p} for {m}" for p, m in listeners
         ]
         while True:
-            log = _read_from(self.log_path, log_offset)
+            log = read_from(self.log_path, log_offset)
             if self._proc.poll() is not None:
                 code = self._proc.returncode
                 self._proc = None
-                text = log + _read_from(self.stdout_path, out_offset)
+                text = log + read_from(self.stdout_path, out_offset)
                 if not self._started and _port_clash(text):
                     return False
                 raise EjabberdError(
@@ -511,35 +519,20 @@ EJABBERD_BYPASS_WARNINGS=true
 
     # ---------------------------------------------------------------- rosters
 
-    def set_roster(
-        self, owner: str, contact: str, subscription: str | None, ask: str | None = None
-    ) -> None:
-        """Set (or with ``subscription=None`` remove) ``contact`` in ``owner``'s roster.
+    def set_rosters(self, items: Iterable[RosterChange]) -> None:
+        """Several set_roster() changes, applied in order (all owners checked first).
 
-        Both are bare JIDs; ``owner`` is an existing local user (else EjabberdError
-        "no such user"). ``subscription`` is one of none/from/to/both, ``ask`` None or
-        "subscribe" (pending outbound request; ejabberd keeps one only with
-        subscription none or from: other combinations raise ValueError). Takes effect
-        at once, also for an online owner, who gets a roster push.
-
-        Unlike Prosody, ejabberd tells the contact about presence changes that follow
-        from the new subscription (as after a real subscription change): an online
-        owner's presence when "from" is granted, "unavailable" when it is revoked.
-        Removal goes through subscription none first, so no unsubscribe/unsubscribed
-        presence is sent and the contact's own roster is never touched.
+        An unknown owner is EjabberdError "no such user". ejabberd keeps a pending
+        request (ask="subscribe") only with subscription none or from: other
+        combinations raise ValueError. Unlike Prosody, ejabberd tells the contact
+        about presence changes that follow from the new subscription (an online
+        owner's presence when "from" is granted, "unavailable" when it is revoked).
+        Removal goes through subscription none first, so no unsubscribe presence is
+        sent and the contact's own roster is never touched.
         """
-        self.set_rosters([(owner, contact, subscription, ask)])
-
-    def set_rosters(self, items: Iterable[tuple[str, str, str | None, str | None]]) -> None:
-        """Several set_roster() changes, applied in order (all owners checked first)."""
         changes = list(items)
         for owner, contact, subscription, ask in changes:
-            _check_bare(owner)
-            _check_bare(contact)
-            if subscription is not None and subscription not in SUBSCRIPTIONS:
-                raise ValueError(f"subscription must be one of {SUBSCRIPTIONS} or None")
-            if ask not in (None, "subscribe"):
-                raise ValueError("ask must be None or 'subscribe'")
+            check_roster_change(owner, contact, subscription, ask)
             if ask is not None and subscription in ("to", "both"):
                 raise ValueError(
                     "ejabberd keeps a pending subscription request (ask='subscribe') only "
@@ -558,10 +551,6 @@ EJABBERD_BYPASS_WARNINGS=true
                 roster.pop(key, None)
             else:
                 roster[key] = (subscription, ask)
-
-    def befriend(self, a: str, b: str) -> None:
-        """Mutual ``both`` subscription between bare JIDs ``a`` and ``b``."""
-        self.set_rosters([(a, b, "both", None), (b, a, "both", None)])
 
     def _local_user(self, jid: str) -> tuple[str, str]:
         local, _, host = jid.partition("@")
@@ -640,14 +629,6 @@ EJABBERD_BYPASS_WARNINGS=true
 
     # ------------------------------------------------------------------ rooms
 
-    def room_jid(self, room: str) -> str:
-        """Bare JID of a room given as localpart or bare JID on ``muc``."""
-        if "@" not in room:
-            return f"{room}@{self.muc}"
-        if room.partition("@")[2] != self.muc:
-            raise ValueError(f"{room} is not on {self.muc}")
-        return room
-
     def create_room(
         self,
         room: str,
@@ -661,11 +642,11 @@ EJABBERD_BYPASS_WARNINGS=true
         are the snippet's defaults (non-anonymous).
         """
         room_jid = self.room_jid(room)
-        _check_bare(owner)
+        check_bare(owner)
         extra = dict(affiliations or {})
         for jid, affiliation in extra.items():
-            _check_bare(jid)
-            _check_affiliation(affiliation)
+            check_bare(jid)
+            check_affiliation(affiliation)
         name, service = room_jid.split("@")
         options = [
             {"name": "persistent", "value": "true"},
@@ -689,8 +670,8 @@ EJABBERD_BYPASS_WARNINGS=true
 
     def set_affiliation(self, room: str, jid: str, affiliation: str) -> None:
         """Set ``jid``'s affiliation in an existing room (``none`` removes it)."""
-        _check_bare(jid)
-        _check_affiliation(affiliation)
+        check_bare(jid)
+        check_affiliation(affiliation)
         name, service = self.room_jid(room).split("@")
         self._room_command(
             "set_room_affiliation", name=name, service=service, jid=jid, affiliation=affiliation
@@ -727,42 +708,12 @@ EJABBERD_BYPASS_WARNINGS=true
                 raise EjabberdError(f"no such room: {room_jid}\n{exc}", exc.status) from None
             raise
 
-    # ---------------------------------------------------------------- helpers
-
-    def log_tail(self, lines: int = 40) -> str:
-        return _tail(self.log_path, lines)
-
-    def _tails(self) -> str:
-        return (
-            f"--- {self.log_path} (tail) ---\n{self.log_tail()}\n"
-            f"--- {self.stdout_path} (tail) ---\n{_tail(self.stdout_path, 20)}"
-        )
-
 
 def _indent(text: str, spaces: int) -> str:
     pad = " " * spaces
     return "".join(pad + line if line.strip() else line for line in text.splitlines(True))
 
 
-def _read_from(path: Path, offset: int) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            f.seek(offset)
-            return f.read()
-    except FileNotFoundError:
-        return ""
-
-
 def _port_clash(text: str) -> bool:
     """Whether a failed start's output says a port was taken."""
     return "eaddrinuse" in text or "already in use" in text
-
-
-def _check_bare(jid: str) -> None:
-    if not jid or "/" in jid or jid.count("@") > 1:
-        raise ValueError(f"not a bare JID: {jid!r}")
-
-
-def _check_affiliation(affiliation: str) -> None:
-    if affiliation not in AFFILIATIONS:
-        raise ValueError(f"affiliation must be one of {AFFILIATIONS}")

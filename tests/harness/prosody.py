@@ -24,14 +24,20 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from .servers import ServerError, ServerProcess
+from .servers import (
+    RosterChange,
+    ServerError,
+    ServerProcess,
+    check_affiliation,
+    check_bare,
+    check_roster_change,
+    read_from,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SNIPPET_PATH = REPO_ROOT / "config" / "prosody" / "keysrv.cfg.lua"
 SECRET_PLACEHOLDER = "CHANGE-ME-component-secret"
 
-SUBSCRIPTIONS = ("none", "from", "to", "both")
-AFFILIATIONS = ("owner", "admin", "member", "outcast", "none")
 
 # sun_path is 108 bytes on Linux; keep a margin.
 _MAX_SOCKET_PATH = 100
@@ -268,7 +274,7 @@ Component {q(self.upload)} "http_file_share"
                 code = self._proc.returncode
                 self._proc = None
                 raise ProsodyError(f"Prosody exited with code {code} during start\n{self._tails()}")
-            log = self._read_log(log_offset)
+            log = read_from(self.log_path, log_offset)
             if "Failed to open server port" in log:
                 self.stop()
                 return False
@@ -346,27 +352,11 @@ Component {q(self.upload)} "http_file_share"
 
     # ---------------------------------------------------------------- rosters
 
-    def set_roster(
-        self, owner: str, contact: str, subscription: str | None, ask: str | None = None
-    ) -> None:
-        """Set (or with ``subscription=None`` remove) ``contact`` in ``owner``'s roster.
-
-        Both are bare JIDs; ``owner`` is a local user. ``subscription`` is one of
-        none/from/to/both, ``ask`` None or "subscribe" (pending outbound request).
-        Takes effect at once, also for an online owner, who gets a roster push.
-        """
-        self.set_rosters([(owner, contact, subscription, ask)])
-
-    def set_rosters(self, items: Iterable[tuple[str, str, str | None, str | None]]) -> None:
+    def set_rosters(self, items: Iterable[RosterChange]) -> None:
         """Several set_roster() changes, in one shell invocation."""
         calls: list[str] = []
         for owner, contact, subscription, ask in items:
-            self._check_bare(owner)
-            self._check_bare(contact)
-            if subscription is not None and subscription not in SUBSCRIPTIONS:
-                raise ValueError(f"subscription must be one of {SUBSCRIPTIONS} or None")
-            if ask not in (None, "subscribe"):
-                raise ValueError("ask must be None or 'subscribe'")
+            check_roster_change(owner, contact, subscription, ask)
             calls.append(
                 f"set_item({lua_str(owner)}, {lua_str(contact)}, "
                 f"{lua_opt(subscription)}, {lua_opt(ask)});"
@@ -374,19 +364,7 @@ Component {q(self.upload)} "http_file_share"
         if calls:
             self.shell(_LUA_ROSTER + "\n".join(calls) + "\nreturn true;")
 
-    def befriend(self, a: str, b: str) -> None:
-        """Mutual ``both`` subscription between bare JIDs ``a`` and ``b`` (one shell call)."""
-        self.set_rosters([(a, b, "both", None), (b, a, "both", None)])
-
     # ------------------------------------------------------------------ rooms
-
-    def room_jid(self, room: str) -> str:
-        """Bare JID of a room given as localpart or bare JID on ``muc``."""
-        if "@" not in room:
-            return f"{room}@{self.muc}"
-        if room.partition("@")[2] != self.muc:
-            raise ValueError(f"{room} is not on {self.muc}")
-        return room
 
     def create_room(
         self,
@@ -400,11 +378,11 @@ Component {q(self.upload)} "http_file_share"
         Fails if the room exists. A tombstone left by destroy_room() is cleared first.
         """
         room_jid = self.room_jid(room)
-        self._check_bare(owner)
+        check_bare(owner)
         sets = [f"set_aff(room, {lua_str(owner)}, 'owner');"]
         for jid, affiliation in (affiliations or {}).items():
-            self._check_bare(jid)
-            self._check_affiliation(affiliation)
+            check_bare(jid)
+            check_affiliation(affiliation)
             sets.append(f"set_aff(room, {lua_str(jid)}, {lua_str(affiliation)});")
         lua = f"""{_LUA_MUC}
 local room_jid = {lua_str(room_jid)};
@@ -424,8 +402,8 @@ return true;
 
     def set_affiliation(self, room: str, jid: str, affiliation: str) -> None:
         """Set ``jid``'s affiliation in an existing room (``none`` removes it)."""
-        self._check_bare(jid)
-        self._check_affiliation(affiliation)
+        check_bare(jid)
+        check_affiliation(affiliation)
         lua = f"""{_LUA_MUC}
 local room = get_room({lua_str(self.room_jid(room))});
 set_aff(room, {lua_str(jid)}, {lua_str(affiliation)});
@@ -453,40 +431,3 @@ room:destroy(nil, "destroyed by the test harness");
 return true;
 """
         self.shell(lua)
-
-    # ---------------------------------------------------------------- helpers
-
-    def log_tail(self, lines: int = 40) -> str:
-        return _tail(self.log_path, lines)
-
-    def _tails(self) -> str:
-        return (
-            f"--- {self.log_path} (tail) ---\n{self.log_tail()}\n"
-            f"--- {self.stdout_path} (tail) ---\n{_tail(self.stdout_path, 20)}"
-        )
-
-    def _read_log(self, offset: int) -> str:
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as f:
-                f.seek(offset)
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    @staticmethod
-    def _check_bare(jid: str) -> None:
-        if not jid or "/" in jid or jid.count("@") > 1:
-            raise ValueError(f"not a bare JID: {jid!r}")
-
-    @staticmethod
-    def _check_affiliation(affiliation: str) -> None:
-        if affiliation not in AFFILIATIONS:
-            raise ValueError(f"affiliation must be one of {AFFILIATIONS}")
-
-
-def _tail(path: Path, lines: int) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return "(missing)"
-    return "\n".join(text.splitlines()[-lines:])

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import ClassVar, Protocol, Self
 
 SERVERS = ("prosody", "ejabberd")
+SUBSCRIPTIONS = ("none", "from", "to", "both")
+AFFILIATIONS = ("owner", "admin", "member", "outcast", "none")
+RosterChange = tuple[str, str, str | None, str | None]  # owner, contact, subscription, ask
 
 
 class ServerError(RuntimeError):
@@ -24,10 +27,14 @@ class ServerProcess:
     """The life cycle both harness servers share: one child process (the leader of
     its own process group), started with retries on a port clash, stopped for sure.
 
-    Subclasses provide _start_once(), _pick_ports(), _tails(), stop() and cleanup().
+    Subclasses provide _start_once(), _pick_ports(), stop(), cleanup() and the
+    fixture changes (set_rosters, rooms); the shared wrappers are here.
     """
 
     name: ClassVar[str]
+    muc: ClassVar[str]
+    log_path: Path
+    stdout_path: Path
     error: ClassVar[type[ServerError]] = ServerError
     start_timeout: ClassVar[float] = 10.0
 
@@ -69,14 +76,46 @@ class ServerProcess:
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
 
+    def set_roster(
+        self, owner: str, contact: str, subscription: str | None, ask: str | None = None
+    ) -> None:
+        """Set (or with ``subscription=None`` remove) ``contact`` in ``owner``'s roster.
+
+        Both are bare JIDs; ``owner`` is a local user. ``subscription`` is one of
+        none/from/to/both, ``ask`` None or "subscribe" (pending outbound request).
+        Takes effect at once, also for an online owner, who gets a roster push.
+        """
+        self.set_rosters([(owner, contact, subscription, ask)])
+
+    def befriend(self, a: str, b: str) -> None:
+        """Mutual ``both`` subscription between bare JIDs ``a`` and ``b`` (one call)."""
+        self.set_rosters([(a, b, "both", None), (b, a, "both", None)])
+
+    def room_jid(self, room: str) -> str:
+        """Bare JID of a room given as localpart or bare JID on ``muc``."""
+        if "@" not in room:
+            return f"{room}@{self.muc}"
+        if room.partition("@")[2] != self.muc:
+            raise ValueError(f"{room} is not on {self.muc}")
+        return room
+
+    def log_tail(self, lines: int = 40) -> str:
+        return tail(self.log_path, lines)
+
+    def _tails(self) -> str:
+        return (
+            f"--- {self.log_path} (tail) ---\n{self.log_tail()}\n"
+            f"--- {self.stdout_path} (tail) ---\n{tail(self.stdout_path, 20)}"
+        )
+
+    def set_rosters(self, items: Iterable[RosterChange]) -> None:
+        raise NotImplementedError
+
     def _start_once(self, timeout: float) -> bool:
         """One start; False if a port could not be bound (server stopped again)."""
         raise NotImplementedError
 
     def _pick_ports(self) -> None:
-        raise NotImplementedError
-
-    def _tails(self) -> str:
         raise NotImplementedError
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -115,7 +154,7 @@ class XmppServer(Protocol):
     def set_roster(
         self, owner: str, contact: str, subscription: str | None, ask: str | None = None
     ) -> None: ...
-    def set_rosters(self, items: Iterable[tuple[str, str, str | None, str | None]]) -> None: ...
+    def set_rosters(self, items: Iterable[RosterChange]) -> None: ...
     def befriend(self, a: str, b: str) -> None: ...
     def room_jid(self, room: str) -> str: ...
     def create_room(
@@ -128,6 +167,45 @@ class XmppServer(Protocol):
     def set_affiliation(self, room: str, jid: str, affiliation: str) -> None: ...
     def destroy_room(self, room: str, *, tombstone: bool = True) -> None: ...
     def log_tail(self, lines: int = 40) -> str: ...
+
+
+def check_roster_change(
+    owner: str, contact: str, subscription: str | None, ask: str | None
+) -> None:
+    check_bare(owner)
+    check_bare(contact)
+    if subscription is not None and subscription not in SUBSCRIPTIONS:
+        raise ValueError(f"subscription must be one of {SUBSCRIPTIONS} or None")
+    if ask not in (None, "subscribe"):
+        raise ValueError("ask must be None or 'subscribe'")
+
+
+def check_bare(jid: str) -> None:
+    if not jid or "/" in jid or jid.count("@") > 1:
+        raise ValueError(f"not a bare JID: {jid!r}")
+
+
+def check_affiliation(affiliation: str) -> None:
+    if affiliation not in AFFILIATIONS:
+        raise ValueError(f"affiliation must be one of {AFFILIATIONS}")
+
+
+def tail(path: Path, lines: int) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return "(missing)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def read_from(path: Path, offset: int) -> str:
+    """A log file's text from byte `offset` on ("" if it does not exist yet)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            f.seek(offset)
+            return f.read()
+    except FileNotFoundError:
+        return ""
 
 
 def selected() -> list[str]:

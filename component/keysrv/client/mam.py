@@ -15,13 +15,13 @@ from slixmpp.xmlstream.matcher import MatchXPath
 
 from ..jids import JidError, bare
 from . import errors
+from .message import CLIENT_NS
 
 MAM_NS = "urn:xmpp:mam:2"
 RSM_NS = "http://jabber.org/protocol/rsm"
 FORWARD_NS = "urn:xmpp:forward:0"
 DELAY_NS = "urn:xmpp:delay"
 DATA_NS = "jabber:x:data"
-CLIENT_NS = "jabber:client"
 MAX_MESSAGES = 10_000
 
 

@@ -30,12 +30,12 @@ from .. import NS
 from ..jids import JidError, bare
 from . import discovery, errors, message, protocol
 from .cache import KeyCache, MemoryKeyCache
+from .mam import DELAY_NS
+from .message import CLIENT_NS
 from .model import ConversationKey
 
 log = logging.getLogger(__name__)
-CLIENT_NS = "jabber:client"
 MUC_USER_NS = "http://jabber.org/protocol/muc#user"
-DELAY_NS = "urn:xmpp:delay"
 DEFAULT_MAX_BATCH = 100
 
 
